@@ -1,0 +1,1 @@
+"""Alert rules, matching, rendering and delivery."""

@@ -1,0 +1,1 @@
+"""Feed and page ingestion: fetch, parse, extract, canonicalise, deduplicate. No Prefect, no database."""

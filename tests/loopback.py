@@ -1,0 +1,220 @@
+"""Real servers on 127.0.0.1 for the tests: a scripted HTTP server and an SMTP sink.
+
+Both listen on real sockets in background threads, so the code under test goes through its
+real client stack (DNS, TCP, redirects, compression, chunking, timeouts, SMTP dialogue).
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable, Union
+
+
+@dataclass
+class Response:
+    """What a route answers. `body` may be bytes or an iterable of chunks (sent chunked)."""
+
+    status: int = 200
+    body: Union[bytes, Iterable[bytes]] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # sleep before answering (slow servers)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    host: str
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+Handler = Callable[[Request], Response]
+Route = Union[Response, Handler, list]  # a list is answered in order, the last one repeating
+
+
+class LoopbackHTTPServer:
+    """Threaded HTTP/1.1 server on 127.0.0.1 whose routes each test declares.
+
+    Also counts connections open at once (overall and per Host header), so tests can check
+    politeness limits from the server's side.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self.open_connections = 0
+        self.max_open_connections = 0
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                outer._connection_opened()
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    outer._connection_closed()
+
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                outer._serve(self)
+
+            do_POST = do_PUT = do_HEAD = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        """Absolute URL of `path` on this server, optionally under another loopback name."""
+        return f"http://{host}:{self.port}{path}"
+
+    def route(self, path: str, answer: Route) -> None:
+        """Declare what `path` (without query string) answers."""
+        self.routes[path] = answer
+
+    def hits(self, path: str) -> list[Request]:
+        """Requests received for `path` (query string ignored)."""
+        return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def start(self) -> "LoopbackHTTPServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "LoopbackHTTPServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _connection_opened(self) -> None:
+        with self._lock:
+            self.open_connections += 1
+            self.max_open_connections = max(self.max_open_connections, self.open_connections)
+
+    def _connection_closed(self) -> None:
+        with self._lock:
+            self.open_connections -= 1
+
+    def _answer_for(self, request: Request) -> Response:
+        route = self.routes.get(request.path.split("?")[0])
+        if route is None:
+            return Response(404, b"not found", {"Content-Type": "text/plain"})
+        if isinstance(route, list):
+            with self._lock:
+                answer = route.pop(0) if len(route) > 1 else route[0]
+        else:
+            answer = route
+        return answer(request) if callable(answer) else answer
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        request = Request(h.command, h.path, {k.lower(): v for k, v in h.headers.items()}, body,
+                          (h.headers.get("Host") or "").split(":")[0])
+        with self._lock:
+            self.requests.append(request)
+        answer = self._answer_for(request)
+        if answer.delay_s:
+            time.sleep(answer.delay_s)
+        try:
+            _write(h, answer)
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True
+
+
+def _write(h: BaseHTTPRequestHandler, answer: Response) -> None:
+    h.send_response(answer.status)
+    headers = {k.lower(): v for k, v in answer.headers.items()}
+    for key, value in answer.headers.items():
+        h.send_header(key, value)
+    if isinstance(answer.body, (bytes, bytearray)):
+        if "content-length" not in headers:
+            h.send_header("Content-Length", str(len(answer.body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(answer.body)
+        return
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    for chunk in answer.body:
+        h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        h.wfile.flush()
+    h.wfile.write(b"0\r\n\r\n")
+
+
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
+
+    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        sink = self
+
+        class _Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+                sink.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                        policy=policy.default))
+                return "250 OK"
+
+        kwargs = {}
+        if auth:
+            user, password = auth
+
+            def _authenticator(server, session, envelope, mechanism, auth_data):
+                from aiosmtpd.smtp import AuthResult
+
+                ok = auth_data.login.decode() == user and auth_data.password.decode() == password
+                return AuthResult(success=ok)
+
+            kwargs = {"authenticator": _authenticator, "auth_require_tls": False}
+        self.port = free_port()
+        self._controller = Controller(_Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def start(self) -> "SMTPSink":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> "SMTPSink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
