@@ -1,6 +1,7 @@
 """Canonical article URLs, built on courlan (trafilatura's own URL toolkit); pure."""
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
@@ -38,3 +39,8 @@ def prefer_declared(final_url: str, declared: str | None) -> str:
         if absolute.startswith(("http://", "https://")) and same_site(absolute, final_url):
             return canonical_url(absolute)
     return canonical_url(final_url)
+
+
+def url_id(url: str) -> int:
+    """Stable signed 64-bit article id derived from the canonical URL (same URL, same id, in any run)."""
+    return int.from_bytes(hashlib.sha256(url.encode("utf-8")).digest()[:8], "big", signed=True)

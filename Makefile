@@ -1,0 +1,29 @@
+# newsmon: `make demo` and `make test` work on a fresh clone (Python 3.11+ and pip, nothing else).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/newsmon demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/dedup_bench.py --quick
+	$(BIN)/python bench/alerts_bench.py
+	$(BIN)/python bench/ingest_bench.py
+
+clean:
+	rm -rf $(VENV) newsmon-demo.duckdb newsmon-demo.duckdb.work newsmon-demo.toml .newsmon-demo .pytest_cache

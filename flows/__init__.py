@@ -1,0 +1,1 @@
+"""Prefect flows, configuration and the `newsmon` command."""

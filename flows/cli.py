@@ -1,0 +1,201 @@
+"""The `newsmon` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from flows.config import ConfigError, Settings, config_path, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("newsmon: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one readable line; --debug (or NEWSMON_DEBUG=1) shows the traceback
+        if args.debug:
+            raise
+        print(f"newsmon: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsmon", description="Monitor news feeds: articles into DuckDB, alerts out.")
+    parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("NEWSMON_DEBUG")),
+                        help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", help="config file (default: $NEWSMON_CONFIG, else ./newsmon.toml)")
+        p.set_defaults(handler=handler)
+        return p
+
+    command("run", cmd_run, "run one ingest cycle (a local Prefect flow run; no server needed)")
+    command("digest", cmd_digest, "send pending hits of digest channels now")
+    command("check", cmd_check, "validate the config file and exit")
+    sql = command("sql", cmd_sql, "run a read-only SQL query against the database and print a table")
+    sql.add_argument("query")
+    sql.add_argument("--max-width", type=int, default=60, help="truncate cells to this many characters")
+    command("feeds", cmd_feeds, "print feed health: last success, failures, last error, articles in 7 days")
+    alerts = command("alerts", cmd_alerts, "list recent alert hits and their delivery status")
+    alerts.add_argument("--limit", type=int, default=50)
+    alerts_sub = alerts.add_subparsers(dest="alerts_command")
+    test = alerts_sub.add_parser("test", help="try a query against stored articles before saving it as a rule")
+    test.add_argument("query")
+    test.add_argument("--config", help="config file")
+    test.add_argument("--limit", type=int, default=20)
+    test.set_defaults(handler=cmd_alerts_test)
+    demo = sub.add_parser("demo", help="serve the bundled fixture site and run one cycle into ./newsmon-demo.duckdb")
+    demo.add_argument("--database", default="newsmon-demo.duckdb")
+    demo.set_defaults(handler=cmd_demo)
+    serve = command("serve", cmd_serve, "run ingest and digest on their schedules in one long-lived process")
+    serve.add_argument("--ingest", help="cron for ingest (default: [schedule] ingest)")
+    serve.add_argument("--digest", help="cron for digest (default: [schedule] digest)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config))
+
+
+def prepare_prefect(settings: Settings) -> None:
+    """Quiet, offline-friendly Prefect defaults; must run before prefect is imported. User settings win."""
+    state = settings.database.parent / ".prefect"
+    defaults = {
+        "PREFECT_HOME": str(state),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry calls (they fail offline and log errors)
+        "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",  # the local server's shutdown chatter, not our errors
+        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "WARNING",  # one INFO line per task is noise
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "newsmon",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",  # first start on a slow disk migrates a DB
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    settings.database.parent.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return run_and_report(settings)
+
+
+def run_and_report(settings: Settings) -> int:
+    """Run the ingest flow for settings and print the one-screen summary."""
+    prepare_prefect(settings)
+    from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
+
+    summary = asyncio.run(ingest_flow(str(settings.path)))
+    print(f"newsmon run: {settings.database}")
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(f"{settings.path}: ok ({len(settings.feeds)} feed entries, {len(settings.alerts)} alerts, "
+          f"{len(settings.channels)} channels)")
+    return EXIT_OK
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    prepare_prefect(settings)
+    from flows.digest import digest_flow
+
+    report = asyncio.run(digest_flow(str(settings.path)))
+    print(f"digest: {report['delivered']} delivered, {report['pending']} pending, {report['failed']} failed")
+    return EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from storage.db import open_reader, run_query
+
+    settings = _settings(args)
+    con = open_reader(settings.database)
+    try:
+        columns, rows = run_query(con, args.query)
+    finally:
+        con.close()
+    print_table(columns, rows, args.max_width)
+    return EXIT_OK
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from storage.db import open_reader
+    from storage.feeds import feed_health
+
+    con = open_reader(_settings(args).database)
+    try:
+        print_table(*feed_health(con), max_width=50)
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from storage.alerts import recent
+    from storage.db import open_reader
+
+    con = open_reader(_settings(args).database)
+    try:
+        print_table(*recent(con, args.limit), max_width=50)
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def cmd_alerts_test(args: argparse.Namespace) -> int:
+    from flows.alert_test import try_query
+
+    return try_query(_settings(args), args.query, args.limit)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(Path(args.database))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    prepare_prefect(settings)
+    from flows.serve import serve
+
+    return serve(settings, ingest_cron=args.ingest, digest_cron=args.digest)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[tuple], max_width: int = 60) -> None:
+    """Print rows as an aligned text table (cells truncated to max_width)."""
+    if not columns:
+        print("(no result)")
+        return
+    cells = [[_cell(v, max_width) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _cell(value, max_width: int) -> str:
+    text = "NULL" if value is None else str(value).replace("\n", " ")
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""newsmon.toml -> frozen Settings, validated up front; the only reader of os.environ.
+
+Every problem is reported as one line naming the file, the key and what is wrong
+(`newsmon.toml: alerts[0].query: unbalanced parenthesis at column 14`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from alerts.channels import DIGEST, IMMEDIATE, AppriseChannel, Channel, EmailChannel, WebhookChannel
+from alerts.query import QueryError, Rule, parse
+from ingest.dedup import DedupParams
+from ingest.models import FetchPolicy
+
+DEFAULT_CONFIG = "newsmon.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_DIGEST_SCHEDULES = ("hourly", "daily", "weekly")
+
+
+class ConfigError(Exception):
+    """A problem in the config file; str() is the one line shown to the user."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """One [[feeds]] entry: exactly one of url, opml, site."""
+
+    url: str | None = None
+    opml: Path | None = None
+    site: str | None = None
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """One [[alerts]] rule and where its hits go."""
+
+    rule: Rule
+    channels: tuple[str, ...]
+    cooldown_s: int = 0
+    max_per_run: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Cron expressions for `newsmon serve` and prefect.yaml."""
+
+    ingest: str = "*/15 * * * *"
+    digest: str = "0 7 * * *"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, validated."""
+
+    path: Path
+    database: Path
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    dedup: DedupParams = field(default_factory=DedupParams)
+    feeds: tuple[FeedConfig, ...] = ()
+    alerts: tuple[AlertConfig, ...] = ()
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    schedule: Schedule = field(default_factory=Schedule)
+
+
+def config_path(cli_value: str | None) -> Path:
+    """--config, else $NEWSMON_CONFIG, else ./newsmon.toml."""
+    return Path(cli_value or os.environ.get("NEWSMON_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the whole file; raise ConfigError on the first problem found."""
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found (use --config or $NEWSMON_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return _Reader(path, env).settings(raw)
+
+
+class _Reader:
+    """Walks the parsed TOML, checking keys and types, expanding ${VAR}."""
+
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, key, problem)
+
+    def settings(self, raw: dict) -> Settings:
+        self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule"})
+        storage = self.table(raw, "storage")
+        self.only(storage, "storage", {"database"})
+        channels = self.channels(self.table(raw, "channels"))
+        database = self.string(storage, "storage.database", "database", "data/newsmon.duckdb")
+        return Settings(
+            path=self.path,
+            database=self.relative(database),
+            fetch=self.dataclass_table(raw, "fetch", FetchPolicy),
+            dedup=self.dedup(self.table(raw, "dedup")),
+            feeds=tuple(self.feed(f, i) for i, f in enumerate(self.array(raw, "feeds"))),
+            alerts=tuple(self.alert(a, i, channels) for i, a in enumerate(self.array(raw, "alerts"))),
+            channels=channels,
+            schedule=self.schedule(self.table(raw, "schedule")),
+        )
+
+    # -- generic checks -------------------------------------------------------------
+    def only(self, table: dict, where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                name = f"{where}.{key}" if where else key
+                raise self.fail(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def table(self, raw: dict, key: str) -> dict:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table ([{key}]), got {_kind(value)}")
+        return value
+
+    def array(self, raw: dict, key: str) -> list[dict]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, f"must be an array of tables ([[{key}]]), got {_kind(value)}")
+        return value
+
+    def typed(self, table: dict, key: str, name: str, kind: type | tuple, default: Any) -> Any:
+        value = table.get(name, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float))):
+            raise self.fail(key, f"must be {_kind_name(kind)}, got {_kind(value)}")
+        return value
+
+    def string(self, table: dict, key: str, name: str, default: str | None = None) -> str | None:
+        value = self.typed(table, key, name, str, default)
+        return None if value is None else self.expand(key, value)
+
+    def strings(self, table: dict, key: str, name: str) -> tuple[str, ...]:
+        value = table.get(name, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"must be a list of strings, got {_kind(value)}")
+        return tuple(self.expand(key, v) for v in value)
+
+    def expand(self, key: str, value: str) -> str:
+        def lookup(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in self.env:
+                raise self.fail(key, f"environment variable {name} is not set")
+            return self.env[name]
+
+        return _VAR.sub(lookup, value)
+
+    def positive(self, key: str, value: float | int, allow_zero: bool = False) -> None:
+        if value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(key, f"must be {'zero or ' if allow_zero else ''}positive, got {value}")
+
+    def relative(self, value: str) -> Path:
+        # Paths in the file are relative to the file, so a scheduled run from any folder finds the same data.
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
+
+    def dataclass_table(self, raw: dict, name: str, cls: type) -> Any:
+        table = self.table(raw, name)
+        known = {f.name: f for f in fields(cls)}
+        self.only(table, name, set(known))
+        values = {}
+        for key, f in known.items():
+            if key in table:
+                kind = type(f.default)
+                value = self.typed(table, f"{name}.{key}", key, kind, f.default)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.positive(f"{name}.{key}", value, allow_zero=key in _ZERO_OK)
+                values[key] = self.expand(f"{name}.{key}", value) if isinstance(value, str) else value
+        return cls(**values)
+
+    # -- sections -------------------------------------------------------------------
+    def dedup(self, table: dict) -> DedupParams:
+        self.only(table, "dedup", {"near_threshold", "shingle", "min_words"})
+        threshold = self.typed(table, "dedup.near_threshold", "near_threshold", float, None)
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise self.fail("dedup.near_threshold", f"must be in (0, 1], got {threshold}")
+        shingle = self.typed(table, "dedup.shingle", "shingle", int, None)
+        if shingle is not None:
+            self.positive("dedup.shingle", shingle)
+        min_words = self.typed(table, "dedup.min_words", "min_words", int, None)
+        if min_words is not None:
+            self.positive("dedup.min_words", min_words, allow_zero=True)
+        given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words}
+        return DedupParams.create(**{k: v for k, v in given.items() if v is not None})
+
+    def feed(self, table: dict, i: int) -> FeedConfig:
+        where = f"feeds[{i}]"
+        self.only(table, where, {"url", "opml", "site", "name", "tags"})
+        sources = [k for k in ("url", "opml", "site") if k in table]
+        if len(sources) != 1:
+            raise self.fail(where, "needs exactly one of url, opml, site")
+        url = self.string(table, f"{where}.url", "url")
+        site = self.string(table, f"{where}.site", "site")
+        for key, value in (("url", url), ("site", site)):
+            if value is not None and not value.startswith(("http://", "https://")):
+                raise self.fail(f"{where}.{key}", f"must be an http(s) URL, got {value!r}")
+        opml = self.string(table, f"{where}.opml", "opml")
+        opml_path = self.relative(opml) if opml else None
+        if opml_path is not None and not opml_path.is_file():
+            raise self.fail(f"{where}.opml", f"file not found: {opml_path}")
+        return FeedConfig(url=url, opml=opml_path, site=site, name=self.string(table, f"{where}.name", "name"),
+                          tags=self.strings(table, f"{where}.tags", "tags"))
+
+    def alert(self, table: dict, i: int, channels: Mapping[str, Channel]) -> AlertConfig:
+        where = f"alerts[{i}]"
+        self.only(table, where, {"name", "query", "channels", "feeds", "languages", "min_words", "cooldown",
+                                 "max_per_run"})
+        name = self.string(table, f"{where}.name", "name")
+        query = self.string(table, f"{where}.query", "query")
+        if not name or not query:
+            raise self.fail(where, "needs a name and a query")
+        where = f"alerts[{i}] ({name})"
+        try:
+            node = parse(query)
+        except QueryError as exc:
+            raise self.fail(f"{where}.query", str(exc)) from None
+        names = self.strings(table, f"{where}.channels", "channels")
+        for channel in names:
+            if channel not in channels:
+                raise self.fail(f"{where}.channels", f"channel {channel!r} is not defined in [channels]")
+        min_words = self.typed(table, f"{where}.min_words", "min_words", int, 0)
+        max_per_run = self.typed(table, f"{where}.max_per_run", "max_per_run", int, 0)
+        self.positive(f"{where}.min_words", min_words, allow_zero=True)
+        self.positive(f"{where}.max_per_run", max_per_run, allow_zero=True)
+        rule = Rule(name=name, query=query, node=node, feeds=self.strings(table, f"{where}.feeds", "feeds"),
+                    languages=tuple(x.lower() for x in self.strings(table, f"{where}.languages", "languages")),
+                    min_words=min_words)
+        cooldown = self.duration(f"{where}.cooldown", self.string(table, f"{where}.cooldown", "cooldown"))
+        return AlertConfig(rule=rule, channels=names, cooldown_s=cooldown, max_per_run=max_per_run)
+
+    def duration(self, key: str, value: str | None) -> int:
+        if not value:
+            return 0
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise self.fail(key, f"must be a duration like '30m', '6h' or '1d', got {value!r}")
+        return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+    def channels(self, table: dict) -> dict[str, Channel]:
+        out: dict[str, Channel] = {}
+        for name, body in table.items():
+            where = f"channels.{name}"
+            if not isinstance(body, dict):
+                raise self.fail(where, f"must be a table, got {_kind(body)}")
+            kind = body.get("type")
+            builder = {"webhook": self.webhook, "email": self.email, "apprise": self.apprise}.get(kind)
+            if builder is None:
+                raise self.fail(f"{where}.type", f"must be one of webhook, email, apprise, got {kind!r}")
+            out[name] = builder(name, where, body)
+        return out
+
+    def delivery_common(self, where: str, body: dict) -> dict:
+        mode = self.string(body, f"{where}.mode", "mode", IMMEDIATE)
+        if mode not in (IMMEDIATE, DIGEST):
+            raise self.fail(f"{where}.mode", f"must be 'immediate' or 'digest', got {mode!r}")
+        schedule = self.string(body, f"{where}.schedule", "schedule", "daily" if mode == DIGEST else None)
+        if mode == DIGEST and schedule not in _DIGEST_SCHEDULES:
+            raise self.fail(f"{where}.schedule", f"must be one of {', '.join(_DIGEST_SCHEDULES)}, got {schedule!r}")
+        retries = self.typed(body, f"{where}.retries", "retries", int, 2)
+        max_attempts = self.typed(body, f"{where}.max_attempts", "max_attempts", int, 10)
+        self.positive(f"{where}.retries", retries, allow_zero=True)
+        self.positive(f"{where}.max_attempts", max_attempts)
+        return {"mode": mode, "schedule": schedule, "retries": retries, "max_attempts": max_attempts}
+
+    def webhook(self, name: str, where: str, body: dict) -> WebhookChannel:
+        self.only(body, where, {"type", "url", "secret", "format", "timeout_s", "retries", "max_attempts", "mode",
+                                "schedule"})
+        url = self.string(body, f"{where}.url", "url")
+        if not url or not url.startswith(("http://", "https://")):
+            raise self.fail(f"{where}.url", "must be an http(s) URL")
+        fmt = self.string(body, f"{where}.format", "format", "json")
+        if fmt not in ("json", "slack"):
+            raise self.fail(f"{where}.format", f"must be 'json' or 'slack', got {fmt!r}")
+        timeout = self.typed(body, f"{where}.timeout_s", "timeout_s", float, 10.0)
+        self.positive(f"{where}.timeout_s", timeout)
+        common = self.delivery_common(where, body)
+        if common["mode"] == DIGEST:
+            raise self.fail(f"{where}.mode", "digest mode is for email channels; webhooks send one POST per hit")
+        return WebhookChannel(name=name, url=url, secret=self.string(body, f"{where}.secret", "secret"), format=fmt,
+                              timeout_s=timeout, **common)
+
+    def email(self, name: str, where: str, body: dict) -> EmailChannel:
+        self.only(body, where, {"type", "smtp_host", "smtp_port", "starttls", "ssl", "username", "password", "from",
+                                "to", "timeout_s", "retries", "max_attempts", "mode", "schedule"})
+        host = self.string(body, f"{where}.smtp_host", "smtp_host")
+        sender = self.string(body, f"{where}.from", "from")
+        to = self.strings(body, f"{where}.to", "to")
+        for key, value in (("smtp_host", host), ("from", sender), ("to", to)):
+            if not value:
+                raise self.fail(f"{where}.{key}", "is required")
+        starttls = self.typed(body, f"{where}.starttls", "starttls", bool, False)
+        use_ssl = self.typed(body, f"{where}.ssl", "ssl", bool, False)
+        if starttls and use_ssl:
+            raise self.fail(f"{where}.ssl", "choose one of ssl (implicit TLS, port 465) and starttls (port 587)")
+        port = self.typed(body, f"{where}.smtp_port", "smtp_port", int, 465 if use_ssl else 587 if starttls else 25)
+        timeout = self.typed(body, f"{where}.timeout_s", "timeout_s", float, 20.0)
+        self.positive(f"{where}.timeout_s", timeout)
+        return EmailChannel(name=name, smtp_host=host, sender=sender, to=to, smtp_port=port, starttls=starttls,
+                            ssl=use_ssl, username=self.string(body, f"{where}.username", "username"),
+                            password=self.string(body, f"{where}.password", "password"), timeout_s=timeout,
+                            **self.delivery_common(where, body))
+
+    def apprise(self, name: str, where: str, body: dict) -> AppriseChannel:
+        self.only(body, where, {"type", "urls", "retries", "max_attempts", "mode", "schedule"})
+        urls = self.strings(body, f"{where}.urls", "urls")
+        if not urls:
+            raise self.fail(f"{where}.urls", "needs at least one Apprise URL")
+        common = self.delivery_common(where, body)
+        if common["mode"] == DIGEST:
+            raise self.fail(f"{where}.mode", "digest mode is for email channels")
+        return AppriseChannel(name=name, urls=urls, **common)
+
+    def schedule(self, table: dict) -> Schedule:
+        self.only(table, "schedule", {"ingest", "digest", "timezone"})
+        values = {k: self.string(table, f"schedule.{k}", k) for k in ("ingest", "digest", "timezone") if k in table}
+        for key in ("ingest", "digest"):
+            if key in values and len(values[key].split()) != 5:
+                raise self.fail(f"schedule.{key}", f"must be a 5-field cron expression, got {values[key]!r}")
+        if "timezone" in values:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(values["timezone"])
+            except Exception:
+                raise self.fail("schedule.timezone", f"unknown time zone {values['timezone']!r}") from None
+        return Schedule(**values)
+
+
+_ZERO_OK = {"retries", "per_host_delay_s", "backoff_s", "max_retry_after_s", "max_redirects"}
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _kind_name(kind: type | tuple) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))

@@ -1,0 +1,210 @@
+"""One ingest cycle as plain functions: feeds -> entries -> pages -> articles -> store -> alerts.
+
+flows/ingest.py wraps the stage functions below in Prefect tasks; the benchmark and `Stages()`
+run them bare. The orchestration is the same either way.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Awaitable, Callable, Sequence
+
+from ingest.extract import article_from_entry, extract_article
+from ingest.fetch import Fetcher
+from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
+from ingest.parse import FeedParseError, parse_feed
+from ingest.urls import url_id
+from storage import feeds as feed_store
+from storage import runs as run_store
+from storage.articles import StoreResult, known_urls, store_articles
+from storage.db import open_writer, publish, transaction
+
+from flows.config import Settings
+from flows.delivery import alert_and_deliver
+from flows.sources import resolve_sources
+from flows.summary import AlertReport, RunSummary
+
+log = logging.getLogger("newsmon.ingest")
+PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """A feed's response plus what parsing it gave."""
+
+    response: FeedResponse
+    entries: tuple[FeedEntry, ...] = ()
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PageBatch:
+    """Articles made from a batch of entries, and every HTTP attempt behind them."""
+
+    articles: tuple[Article, ...]
+    attempts: tuple[FetchAttempt, ...]
+    failed: int  # entries whose page could not be fetched or extracted (kept from the feed summary)
+
+
+async def fetch_feed(fetcher: Fetcher, source: FeedSource) -> FeedResult:
+    """Download and parse one feed; a broken feed becomes data, never an exception."""
+    started = time.monotonic()
+    response = await fetcher.fetch_feed(source)
+    if response.outcome != OK or response.body is None:
+        return FeedResult(response, error=response.error, elapsed_s=time.monotonic() - started)
+    try:
+        parsed = parse_feed(response.body, response.final_url or source.url, response.content_type)
+    except FeedParseError as exc:
+        return FeedResult(_parse_failed(response, str(exc)), error=f"parse error: {exc}",
+                          elapsed_s=time.monotonic() - started)
+    # Entries keep the configured feed URL as their source, whatever redirects the feed went through.
+    entries = tuple(replace(e, feed_url=source.url) for e in parsed.entries)
+    return FeedResult(response, entries, elapsed_s=time.monotonic() - started)
+
+
+def _parse_failed(response: FeedResponse, error: str) -> FeedResponse:
+    attempt = FetchAttempt(datetime.now(timezone.utc), response.final_url, "feed", response.status, PARSE_ERROR,
+                           error, 0, len(response.body or b""))
+    return replace(response, outcome=PARSE_ERROR, error=error, attempts=response.attempts + (attempt,))
+
+
+async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool: ThreadPoolExecutor) -> PageBatch:
+    """Download pages concurrently; extraction runs in a worker thread while other downloads go on."""
+    loop = asyncio.get_running_loop()
+
+    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool]:
+        page = await fetcher.fetch_page(entry)
+        if page.outcome == OK:
+            article = await loop.run_in_executor(pool, extract_article, page)
+            if article is not None:
+                return article, page.attempts, False
+            failure = FetchAttempt(page.fetched_at, page.final_url, "article", page.status, PARSE_ERROR,
+                                   "no article body found in the page", 0, len(page.body or b""))
+            return article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True
+        return article_from_entry(entry, page.fetched_at), page.attempts, True
+
+    results = await asyncio.gather(*(one(e) for e in entries))
+    return PageBatch(tuple(r[0] for r in results), tuple(a for r in results for a in r[1]),
+                     sum(1 for r in results if r[2]))
+
+
+def new_entries(con, results: Sequence[FeedResult]) -> list[FeedEntry]:
+    """Entries whose canonical URL is neither stored nor seen earlier in this run."""
+    unique: dict[str, FeedEntry] = {}
+    for result in results:
+        for entry in result.entries:
+            unique.setdefault(entry.url, entry)
+    known = known_urls(con, list(unique))
+    return [e for url, e in unique.items() if url not in known]
+
+
+def store_batch(con, batch: PageBatch, settings: Settings, run_id: str):
+    """Store one batch's articles and fetch_log rows in one transaction each."""
+    result = store_articles(con, batch.articles, settings.dedup, run_id)
+    with transaction(con):
+        feed_store.log_attempts(con, batch.attempts, run_id)
+    return result
+
+
+@dataclass
+class Stages:
+    """The stage callables a cycle runs: plain functions by default, Prefect tasks in the flow."""
+
+    fetch_feed: Callable[..., Awaitable[FeedResult]] = fetch_feed
+    fetch_and_extract: Callable[..., Awaitable[PageBatch]] = fetch_and_extract
+    store: Callable[..., StoreResult] = store_batch
+    alerts: Callable[..., AlertReport] = alert_and_deliver
+
+
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    started: datetime
+    summary: RunSummary
+    stored: dict[int, Article] = field(default_factory=dict)
+    new_stories: list[int] = field(default_factory=list)
+
+
+async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None) -> RunSummary:
+    """Run one full ingest cycle against settings.database and publish the result for readers."""
+    stages = stages or Stages()
+    state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary())
+    con = open_writer(settings.database)
+    try:
+        _start_run(con, state)
+        async with Fetcher(settings.fetch) as fetcher:
+            sources = await resolve_sources(settings.feeds, fetcher)
+            results = await _read_feeds(con, fetcher, sources, stages, state)
+            await _read_pages(con, fetcher, new_entries(con, results), settings, stages, state, progress)
+        _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
+        state.summary.alerts = stages.alerts(con, settings, [state.stored[i] for i in state.new_stories],
+                                             state.new_stories)
+        _finish_run(con, state, "completed")
+        publish(con, settings.database)
+    except BaseException:
+        _finish_run(con, state, "failed")
+        raise
+    finally:
+        con.close()
+    return state.summary
+
+
+async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stages: Stages,
+                      state: _RunState) -> list[FeedResult]:
+    with transaction(con):
+        feed_store.sync_feeds(con, sources)
+    due, waiting = feed_store.with_state(con, sources, state.started)
+    state.summary.feeds_backing_off = len(waiting)
+    results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
+    for r in results:
+        log.info("feed %s: %s%s, %d entries, %.2fs", r.response.source.url, r.response.outcome,
+                 f" ({r.error})" if r.error else "", len(r.entries), r.elapsed_s)
+    state.summary.add_feeds(results)
+    return results
+
+
+async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings: Settings, stages: Stages,
+                      state: _RunState, progress) -> None:
+    batches = [entries[i:i + PAGE_BATCH] for i in range(0, len(entries), PAGE_BATCH)]
+    if progress:
+        progress.start(len(entries))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
+        pending = [asyncio.ensure_future(stages.fetch_and_extract(fetcher, b, pool)) for b in batches]
+        for next_done in asyncio.as_completed(pending):
+            batch = await next_done
+            # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
+            result = stages.store(con, batch, settings, state.run_id)
+            inserted = set(result.inserted)
+            state.stored.update((i, a) for a in batch.articles if (i := url_id(a.url)) in inserted)
+            state.new_stories.extend(result.new_stories)
+            state.summary.add_batch(batch, result)
+            if progress:
+                progress.advance(len(batch.articles))
+
+
+def _record_feeds(con, results: Sequence[FeedResult], state: _RunState) -> None:
+    with transaction(con):
+        for r in results:
+            feed_store.record_feed_result(con, r.response, r.error, state.started)
+            feed_store.log_attempts(con, r.response.attempts, state.run_id)
+
+
+def _start_run(con, state: _RunState) -> None:
+    with transaction(con):
+        run_store.start(con, state.run_id, state.started)
+
+
+def _finish_run(con, state: _RunState, status: str) -> None:
+    try:
+        with transaction(con):
+            run_store.finish(con, state.run_id, status, datetime.now(timezone.utc), state.summary.to_json())
+    except Exception:  # after a crash the connection may be unusable; the run row then stays 'running'
+        log.debug("could not record run status", exc_info=True)

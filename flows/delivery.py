@@ -1,0 +1,144 @@
+"""The alert stage: match new stories, queue deliveries, send what is due.
+
+Deliveries are an outbox: a hit is first stored as `pending` for each channel (in the same
+transaction as its match), then sent, then marked. A crash between sending and marking is the
+only window in which a receiver can see a hit twice, and the stable X-Newsmon-Delivery id lets
+it drop that repeat.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Mapping, Sequence
+
+from alerts.channels import DIGEST, AppriseChannel, Channel, EmailChannel, WebhookChannel
+from alerts.deliver import DeliveryOutcome, http_client, send_apprise, send_email, send_webhook
+from alerts.match import match_article
+from alerts.query import compile_rules
+from alerts.render import delivery_id, email_message
+from ingest.models import AlertHit, Article
+from storage import alerts as alert_store
+from storage.db import transaction
+from storage.feeds import feed_tags
+
+from flows.config import AlertConfig, Settings
+from flows.summary import AlertReport
+
+log = logging.getLogger("newsmon.alerts")
+
+
+def alert_and_deliver(con, settings: Settings, articles: Sequence[Article], ids: Sequence[int]) -> AlertReport:
+    """Match the run's new stories against every rule, record the hits, deliver to immediate channels."""
+    report = AlertReport()
+    hits = find_hits(con, settings, articles, ids)
+    now = datetime.now(timezone.utc)
+    routed, held = apply_noise_limits(hits, settings.alerts, alert_store.last_hit_at(con), now)
+    with transaction(con):
+        fresh = alert_store.record_hits(con, routed, _routes(settings), _delivery_ids(routed, settings), now)
+        alert_store.record_hits(con, held, {}, {}, now, held=True)  # shown by `newsmon alerts`, never sent
+    report.fired, report.suppressed = len(fresh), len(held)
+    for hit in fresh:
+        report.per_alert[hit.alert] = report.per_alert.get(hit.alert, 0) + 1
+    immediate = [name for name, c in settings.channels.items() if c.mode != DIGEST]
+    deliver_pending(con, settings.channels, immediate, report)
+    return report
+
+
+def find_hits(con, settings: Settings, articles: Sequence[Article], ids: Sequence[int]) -> list[AlertHit]:
+    """All (rule, article) matches among the given articles, one compiled matcher for every rule."""
+    if not settings.alerts or not articles:
+        return []
+    matcher = compile_rules([a.rule for a in settings.alerts])
+    tags = feed_tags(con)
+    hits: list[AlertHit] = []
+    for article_id, article in zip(ids, articles):
+        hits.extend(match_article(matcher, article_id, article, frozenset(tags.get(article.feed_url, ()))))
+    return hits
+
+
+def apply_noise_limits(hits: Sequence[AlertHit], alerts: Sequence[AlertConfig], last_hit: Mapping[str, datetime],
+                       now: datetime) -> tuple[list[AlertHit], list[AlertHit]]:
+    """Split hits into (to deliver, held back) by each rule's cooldown and max_per_run."""
+    config = {a.rule.name: a for a in alerts}
+    last = dict(last_hit)
+    sent: dict[str, int] = {}
+    routed, held = [], []
+    for hit in sorted(hits, key=lambda h: (h.published_at is None, h.published_at or now)):
+        rule = config[hit.alert]
+        previous = last.get(hit.alert)
+        cooling = bool(rule.cooldown_s) and previous is not None and now - previous < timedelta(seconds=rule.cooldown_s)
+        over = bool(rule.max_per_run) and sent.get(hit.alert, 0) >= rule.max_per_run
+        if cooling or over:
+            held.append(hit)
+            continue
+        routed.append(hit)
+        sent[hit.alert] = sent.get(hit.alert, 0) + 1
+        last[hit.alert] = now
+    return routed, held
+
+
+def _routes(settings: Settings) -> dict[str, tuple[str, ...]]:
+    return {a.rule.name: a.channels for a in settings.alerts}
+
+
+def _delivery_ids(hits: Sequence[AlertHit], settings: Settings) -> dict[tuple[str, int, str], str]:
+    return {(h.alert, h.article_id, c): delivery_id(h.alert, h.article_id, c)
+            for h in hits for c in _routes(settings).get(h.alert, ())}
+
+
+def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport) -> None:
+    """Try every pending delivery on the named channels, including those left over from earlier runs."""
+    queue = alert_store.pending(con, names)
+    by_channel: dict[str, list[tuple[AlertHit, int]]] = {}
+    for hit, channel, attempts in queue:
+        by_channel.setdefault(channel, []).append((hit, attempts))
+    with http_client() as client:
+        for name, items in by_channel.items():
+            channel = channels.get(name)
+            if channel is None:  # channel removed from the config: its old deliveries wait
+                report.pending += len(items)
+                continue
+            if isinstance(channel, EmailChannel):
+                _deliver_email(con, channel, items, report)
+            else:
+                _deliver_each(con, client, channel, items, report)
+
+
+def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
+                  items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+    down = False
+    for hit, attempts in items:
+        if down:  # one dead endpoint must not cost a full retry cycle per hit: the rest wait for the next run
+            report.pending += 1
+            continue
+        outcome = (send_webhook(client, channel, hit) if isinstance(channel, WebhookChannel)
+                   else send_apprise(channel, hit))
+        _mark(con, channel, hit, outcome, attempts, report)
+        down = not outcome.ok
+
+
+def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+    hits = [hit for hit, _ in items]
+    batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
+                                         for h in hits).encode()).hexdigest()
+    outcome = send_email(channel, email_message(hits, channel, batch_key))
+    for hit, attempts in items:
+        _mark(con, channel, hit, outcome, attempts, report)
+
+
+def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int,
+          report: AlertReport) -> None:
+    with transaction(con):
+        status = alert_store.mark(con, hit, channel.name, outcome.ok, attempts + 1, outcome.error,
+                                  channel.max_attempts, datetime.now(timezone.utc))
+    if status == alert_store.SENT:
+        report.delivered += 1
+    elif status == alert_store.FAILED:
+        report.failed += 1
+        log.warning("delivery of %s/%s to %s failed for good: %s", hit.alert, hit.article_id, channel.name,
+                    outcome.error)
+    else:
+        report.pending += 1
+        log.warning("delivery of %s/%s to %s failed, will retry next run: %s", hit.alert, hit.article_id,
+                    channel.name, outcome.error)

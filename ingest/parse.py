@@ -1,0 +1,73 @@
+"""Feed bytes -> FeedEntry records, with feedparser; pure (never touches the network or disk)."""
+from __future__ import annotations
+
+import calendar
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import feedparser
+
+from .models import FeedEntry
+from .urls import canonical_url
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """Entries plus what feedparser had to say about the document."""
+
+    entries: tuple[FeedEntry, ...]
+    title: str | None
+    version: str
+    warning: str | None  # feedparser's bozo exception text, when it recovered from bad markup
+
+
+class FeedParseError(ValueError):
+    """The bytes are not a feed newsmon can use (no entries and a parse error, or not a feed at all)."""
+
+
+def parse_feed(body: bytes, feed_url: str, content_type: str | None = None) -> ParsedFeed:
+    """Parse raw feed bytes; a feed with errors but with entries still counts (the error becomes a warning)."""
+    headers = {"content-location": feed_url}
+    if content_type:
+        headers["content-type"] = content_type
+    # Bytes plus headers, never a URL or str: feedparser must not fetch anything or guess from a decoded string.
+    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    warning = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
+    entries = tuple(e for e in (_entry(feed_url, raw) for raw in parsed.entries) if e is not None)
+    if not entries and (warning or not parsed.get("version")):
+        raise FeedParseError(warning or "not an RSS, Atom or RDF document")
+    return ParsedFeed(entries, parsed.feed.get("title"), parsed.get("version") or "", warning)
+
+
+def _entry(feed_url: str, raw) -> FeedEntry | None:
+    link = _link(raw)
+    if not link:
+        return None
+    return FeedEntry(
+        feed_url=feed_url,
+        guid=raw.get("id"),
+        url=canonical_url(link, base=feed_url),
+        title=(raw.get("title") or "").strip() or None,
+        published=_when(raw),
+        summary=raw.get("summary") or None,
+        author=raw.get("author") or None,
+    )
+
+
+def _link(raw) -> str | None:
+    if raw.get("link"):
+        return raw["link"]
+    for link in raw.get("links", ()):
+        if link.get("rel", "alternate") == "alternate" and link.get("href"):
+            return link["href"]
+    guid = raw.get("id") or ""
+    return guid if raw.get("guidislink") or guid.startswith(("http://", "https://")) else None
+
+
+def _when(raw) -> datetime | None:
+    # feedparser normalises every date format it knows into a UTC struct_time.
+    stamp = raw.get("published_parsed") or raw.get("updated_parsed")
+    if not stamp:
+        return None
+    return datetime.fromtimestamp(calendar.timegm(stamp), tz=timezone.utc)

@@ -1,0 +1,87 @@
+"""SQL for alert_matches and deliveries (the outbox that makes alerts at-least-once)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping, Sequence
+
+import duckdb
+
+from ingest.models import AlertHit
+
+from .db import json_param
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+def record_hits(con: duckdb.DuckDBPyConnection, hits: Sequence[AlertHit], routes: Mapping[str, Sequence[str]],
+                ids: Mapping[tuple[str, int, str], str], now: datetime, held: bool = False) -> list[AlertHit]:
+    """Store matches and queue one pending delivery per channel; return the hits that were not stored before.
+
+    `held` marks matches kept back by a rule's cooldown or max_per_run: listed, never delivered."""
+    if not hits:
+        return []
+    rows = [{"alert": h.alert, "article_id": h.article_id, "matched_terms": list(h.matched_terms),
+             "snippet": h.snippet, "snippet_html": h.snippet_html, "created_at": now, "held": held} for h in hits]
+    fresh = {tuple(r) for r in con.execute("""
+        INSERT INTO alert_matches BY NAME SELECT * FROM (SELECT unnest(from_json(?::JSON,
+          '[{"alert":"VARCHAR","article_id":"BIGINT","matched_terms":"VARCHAR[]","snippet":"VARCHAR",
+             "snippet_html":"VARCHAR","created_at":"TIMESTAMPTZ","held":"BOOLEAN"}]'), recursive := true))
+        ON CONFLICT DO NOTHING RETURNING alert, article_id""", [json_param(rows)]).fetchall()}
+    new_hits = [h for h in hits if (h.alert, h.article_id) in fresh]
+    queue = [{"alert": h.alert, "article_id": h.article_id, "channel": c, "status": PENDING, "attempts": 0,
+              "created_at": now, "delivery_id": ids[(h.alert, h.article_id, c)]}
+             for h in new_hits for c in routes.get(h.alert, ())]
+    if queue:
+        con.execute("""
+            INSERT INTO deliveries BY NAME SELECT * FROM (SELECT unnest(from_json(?::JSON,
+              '[{"alert":"VARCHAR","article_id":"BIGINT","channel":"VARCHAR","status":"VARCHAR","attempts":"INTEGER",
+                 "created_at":"TIMESTAMPTZ","delivery_id":"VARCHAR"}]'), recursive := true))
+            ON CONFLICT DO NOTHING""", [json_param(queue)])
+    return new_hits
+
+
+def last_hit_at(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
+    """When each alert last had a hit that was sent on (for cooldowns)."""
+    return dict(con.execute(
+        "SELECT alert, max(created_at) FROM alert_matches WHERE NOT held GROUP BY alert").fetchall())
+
+
+def pending(con: duckdb.DuckDBPyConnection, channels: Sequence[str]) -> list[tuple[AlertHit, str, int]]:
+    """(hit, channel, attempts so far) for every pending delivery on the given channels, oldest first."""
+    if not channels:
+        return []
+    rows = con.execute("""
+        SELECT d.alert, d.article_id, a.url, a.title, a.feed_url, a.published_at, m.matched_terms, m.snippet,
+               m.snippet_html, d.channel, d.attempts
+        FROM deliveries d
+        JOIN alert_matches m USING (alert, article_id)
+        JOIN articles a ON a.id = d.article_id
+        WHERE d.status = 'pending' AND d.channel IN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')))
+        ORDER BY d.created_at, d.alert, a.published_at""", [json_param(list(channels))]).fetchall()
+    return [(AlertHit(alert=r[0], article_id=r[1], url=r[2], title=r[3], feed_url=r[4], published_at=r[5],
+                      matched_terms=tuple(r[6] or ()), snippet=r[7] or "", snippet_html=r[8] or ""), r[9], r[10])
+            for r in rows]
+
+
+def mark(con: duckdb.DuckDBPyConnection, hit: AlertHit, channel: str, ok: bool, attempts: int,
+         error: str | None, max_attempts: int, now: datetime) -> str:
+    """Record one delivery try: sent, still pending, or failed for good after max_attempts; return the status."""
+    status = SENT if ok else (FAILED if attempts >= max_attempts else PENDING)
+    con.execute("""
+        UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?
+        WHERE alert = ? AND article_id = ? AND channel = ?""",
+                [status, attempts, None if ok else error, now if ok else None, hit.alert, hit.article_id, channel])
+    return status
+
+
+def recent(con: duckdb.DuckDBPyConnection, limit: int = 50) -> tuple[list[str], list[tuple]]:
+    """Latest hits with their delivery status per channel."""
+    result = con.execute("""
+        SELECT strftime(m.created_at, '%Y-%m-%d %H:%M') AS at, m.alert, a.title, a.url,
+               CASE WHEN m.held THEN 'held back' ELSE string_agg(d.channel || ':' || d.status || CASE WHEN d.status <> 'sent' AND d.attempts > 0
+                          THEN ' (' || d.attempts || ' tries: ' || coalesce(d.last_error, '') || ')' ELSE '' END,
+                          ', ' ORDER BY d.channel) END AS deliveries
+        FROM alert_matches m JOIN articles a ON a.id = m.article_id
+        LEFT JOIN deliveries d USING (alert, article_id)
+        GROUP BY ALL ORDER BY m.created_at DESC, m.alert LIMIT ?""", [limit])
+    return [d[0] for d in result.description], result.fetchall()

@@ -1,0 +1,164 @@
+"""SQL for articles and their duplicate links (exact hash + MinHash LSH band keys)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import duckdb
+
+from ingest.dedup import DedupParams, Link, Member, band_keys, plan_links, signature
+from ingest.models import Article
+from ingest.urls import url_id
+
+from .db import json_param, transaction
+
+_ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR","title":"VARCHAR",'
+                 '"author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR","fetched_at":"TIMESTAMPTZ",'
+                 '"language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
+                 '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","minhash":"UBIGINT[]",'
+                 '"run_id":"VARCHAR"}]')
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What one stored batch added."""
+
+    inserted: tuple[int, ...]  # ids of rows that were not there before
+    new_stories: tuple[int, ...]  # inserted originals whose cluster has no earlier-stored member
+    duplicates: tuple[Link, ...]  # links given to inserted rows that are copies
+
+
+def known_urls(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> set[str]:
+    """The subset of canonical URLs already stored."""
+    if not urls:
+        return set()
+    rows = con.execute("""SELECT a.url FROM articles a
+        JOIN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')) AS url) q USING (url)""",
+                       [json_param(list(set(urls)))]).fetchall()
+    return {r[0] for r in rows}
+
+
+def store_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], params: DedupParams,
+                   run_id: str) -> StoreResult:
+    """Insert a batch and link its duplicates, all in one transaction; re-running it adds nothing."""
+    rows = _rows(articles, params, run_id)
+    with transaction(con):
+        inserted = _insert(con, rows)
+        if not inserted:
+            return StoreResult((), (), ())
+        new = [_member(rows[i], seq) for i, seq in inserted]
+        stored = _candidates(con, new, params)
+        links = plan_links(new, stored, params)
+        _apply_links(con, links)
+        _insert_bands(con, [rows[i] for i, _ in inserted], params)
+    return _result(new, stored, links)
+
+
+def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list[dict]:
+    rows, seen = [], set()
+    for a in articles:
+        if a.url in seen:  # the same canonical URL twice in one batch (feed variants of one link)
+            continue
+        seen.add(a.url)
+        sig = signature(a.text, params)
+        rows.append({"id": url_id(a.url), "url": a.url, "source_url": a.source_url, "feed_url": a.feed_url,
+                     "title": a.title, "author": a.author, "published_at": a.published_at,
+                     "date_source": a.date_source, "fetched_at": a.fetched_at, "language": a.language,
+                     "text": a.text, "word_count": a.word_count, "description": a.description,
+                     "sitename": a.sitename, "extraction": a.extraction, "content_hash": a.content_hash,
+                     "minhash": list(sig) if sig else None, "run_id": run_id})
+    # Storage order decides ties between copies published at the same time: earliest first, then feed order.
+    return sorted(rows, key=lambda r: (r["published_at"] is None, r["published_at"] or 0))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> list[tuple[int, int]]:
+    """Insert rows not yet stored, numbering them in list order; return (row index, seq) of those inserted."""
+    if not rows:
+        return []
+    # Single writer: numbering from max(seq) inside the transaction keeps storage order exactly the list order.
+    base = con.execute("SELECT coalesce(max(seq), 0) FROM articles").fetchone()[0]
+    for i, row in enumerate(rows):
+        row["seq"] = base + i + 1
+    result = con.execute(f"""
+        INSERT INTO articles BY NAME
+        SELECT * FROM (SELECT unnest(from_json(?::JSON, '{_ARTICLE_SPEC}'), recursive := true))
+        ON CONFLICT DO NOTHING
+        RETURNING id, seq""", [json_param(rows)]).fetchall()
+    index = {row["id"]: i for i, row in enumerate(rows)}
+    return sorted(((index[id_], seq) for id_, seq in result), key=lambda x: x[1])
+
+
+def _member(row: dict, seq: int) -> Member:
+    sig = row["minhash"]
+    return Member(id=row["id"], seq=seq, published_at=row["published_at"], content_hash=row["content_hash"],
+                  signature=tuple(sig) if sig else None, duplicate_of=None)
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, new: Sequence[Member], params: DedupParams) -> list[Member]:
+    """Stored rows sharing a content hash or an LSH band key with a new one, plus their whole clusters."""
+    new_ids = [m.id for m in new]
+    hashes = sorted({m.content_hash for m in new})
+    keys = sorted({k for m in new if m.signature for k in band_keys(m.signature, params)})
+    rows = con.execute("""
+        WITH new_ids AS (SELECT unnest(from_json(?::JSON, '["BIGINT"]')) AS id),
+        hit AS (
+            SELECT id FROM articles WHERE content_hash IN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')))
+            UNION
+            SELECT article_id FROM article_bands WHERE key IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))
+        ),
+        roots AS (SELECT coalesce(a.duplicate_of, a.id) AS root FROM articles a JOIN hit USING (id))
+        SELECT id, seq, published_at, content_hash, minhash, duplicate_of FROM articles
+        WHERE (id IN (SELECT root FROM roots) OR duplicate_of IN (SELECT root FROM roots))
+          AND id NOT IN (SELECT id FROM new_ids)""",
+                       [json_param(new_ids), json_param(hashes), json_param(keys)]).fetchall()
+    return [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
+                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5]) for r in rows]
+
+
+def _apply_links(con: duckdb.DuckDBPyConnection, links: Sequence[Link]) -> None:
+    if not links:
+        return
+    rows = [{"id": l.article_id, "duplicate_of": l.duplicate_of, "kind": l.kind, "similarity": l.similarity}
+            for l in links]
+    con.execute("""
+        UPDATE articles SET duplicate_of = l.duplicate_of, duplicate_kind = l.kind, similarity = l.similarity
+        FROM (SELECT unnest(from_json(?::JSON,
+            '[{"id":"BIGINT","duplicate_of":"BIGINT","kind":"VARCHAR","similarity":"DOUBLE"}]'), recursive := true)) l
+        WHERE articles.id = l.id""", [json_param(rows)])
+
+
+def _insert_bands(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: DedupParams) -> None:
+    bands = [{"key": key, "article_id": r["id"]} for r in rows if r["minhash"]
+             for key in band_keys(tuple(r["minhash"]), params)]
+    if bands:
+        con.execute("""INSERT INTO article_bands SELECT * FROM (SELECT unnest(from_json(?::JSON,
+            '[{"key":"BIGINT","article_id":"BIGINT"}]'), recursive := true))""", [json_param(bands)])
+
+
+def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:
+    linked = {l.article_id: l for l in links}
+
+    def root(m: Member) -> int:
+        if m.id in linked:
+            return linked[m.id].duplicate_of or m.id
+        return m.duplicate_of or m.id
+
+    # A cluster that already had a stored member was alerted on before: becoming its original is not news.
+    stored_roots = {root(s) for s in stored}
+    stories = tuple(m.id for m in new if root(m) == m.id and m.id not in stored_roots)
+    copies = tuple(linked[m.id] for m in new if root(m) != m.id)
+    return StoreResult(tuple(m.id for m in new), stories, copies)
+
+
+def originals(con: duckdb.DuckDBPyConnection, batch: int = 1000):
+    """Yield (id, Article) for every stored original, newest first, streaming in batches."""
+    result = con.execute("""
+        SELECT id, url, feed_url, title, author, published_at, date_source, fetched_at, language, text,
+               content_hash, extraction, source_url, word_count, description, sitename
+        FROM articles WHERE duplicate_of IS NULL ORDER BY published_at DESC NULLS LAST, seq DESC""")
+    while rows := result.fetchmany(batch):
+        for r in rows:
+            yield r[0], Article(url=r[1], feed_url=r[2], title=r[3], author=r[4], published_at=r[5],
+                                date_source=r[6], fetched_at=r[7], language=r[8], text=r[9] or "",
+                                content_hash=r[10], extraction=r[11], source_url=r[12], word_count=r[13] or 0,
+                                description=r[14], sitename=r[15])
