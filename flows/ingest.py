@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows. import cycle
+from flows import cycle
 from flows.config import load_settings
 from flows.delivery import alert_and_deliver
 from flows.summary import RunSummary
