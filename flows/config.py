@@ -205,7 +205,10 @@ class _Reader:
         if min_words is not None:
             self.positive("dedup.min_words", min_words, allow_zero=True)
         given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words}
-        return DedupParams.create(**{k: v for k, v in given.items() if v is not None})
+        try:
+            return DedupParams(**{k: v for k, v in given.items() if v is not None})
+        except ValueError as exc:
+            raise self.fail("dedup", str(exc)) from None
 
     def feed(self, table: dict, i: int) -> FeedConfig:
         where = f"feeds[{i}]"

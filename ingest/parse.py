@@ -66,8 +66,9 @@ def _link(raw) -> str | None:
 
 
 def _when(raw) -> datetime | None:
-    # feedparser normalises every date format it knows into a UTC struct_time.
-    stamp = raw.get("published_parsed") or raw.get("updated_parsed")
+    # feedparser normalises every date format it knows into a UTC struct_time. Plain dict lookups skip
+    # FeedParserDict's deprecated published<->updated key aliasing (and its warning).
+    stamp = dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")
     if not stamp:
         return None
     return datetime.fromtimestamp(calendar.timegm(stamp), tz=timezone.utc)

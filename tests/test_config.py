@@ -1,0 +1,110 @@
+"""Config validation: a good file loads; every bad one names file, key and problem, and exits 2 before any work."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.config import ConfigError, load_settings
+
+GOOD = '''
+[storage]
+database = "data/newsmon.duckdb"
+
+[fetch]
+timeout_s = 15
+max_bytes = 5_000_000
+user_agent = "newsmon/0.1"
+allow_private_networks = false
+
+[[feeds]]
+url = "https://example.org/world/rss.xml"
+name = "Example world"
+tags = ["world"]
+
+[[alerts]]
+name = "syria"
+query = '"Deir ez-Zor" OR (Daesh AND pétrole)'
+channels = ["ops", "desk"]
+
+[channels.ops]
+type = "webhook"
+url = "https://hooks.example.org/newsmon"
+secret = "${NEWSMON_WEBHOOK_SECRET}"
+
+[channels.desk]
+type = "email"
+smtp_host = "smtp.example.org"
+smtp_port = 587
+starttls = true
+username = "${SMTP_USER}"
+password = "${SMTP_PASSWORD}"
+from = "newsmon@example.org"
+to = ["desk@example.org"]
+'''
+ENV = {"NEWSMON_WEBHOOK_SECRET": "hush", "SMTP_USER": "u", "SMTP_PASSWORD": "p"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "newsmon.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_documented_example_loads(tmp_path):
+    settings = load_settings(write(tmp_path, GOOD), ENV)
+    assert settings.database == (tmp_path / "data/newsmon.duckdb").resolve()
+    assert settings.fetch.timeout_s == 15.0 and settings.fetch.allow_private_networks is False
+    assert settings.feeds[0].tags == ("world",)
+    assert settings.channels["ops"].secret == "hush"
+    assert settings.channels["desk"].starttls is True and settings.channels["desk"].to == ("desk@example.org",)
+    assert settings.alerts[0].channels == ("ops", "desk")
+
+
+@pytest.mark.parametrize("change, key, problem", [
+    (("timeout_s = 15", "timeout = 15"), "fetch.timeout", "unknown key"),
+    (("timeout_s = 15", 'timeout_s = "fast"'), "fetch.timeout_s", "must be a number"),
+    (("max_bytes = 5_000_000", "max_bytes = -1"), "fetch.max_bytes", "positive"),
+    (('channels = ["ops", "desk"]', 'channels = ["ops", "pager"]'), "channels", "'pager' is not defined"),
+    (('"Deir ez-Zor" OR (Daesh AND pétrole)', '"Deir ez-Zor" OR (Daesh AND'), "query", "column"),
+    (('url = "https://example.org/world/rss.xml"', 'url = "ftp://example.org/rss"'), "feeds[0].url", "http(s) URL"),
+    (('type = "webhook"', 'type = "pager"'), "channels.ops.type", "must be one of"),
+    (("[storage]", "[storag]"), "storag", "unknown key"),
+])
+def test_bad_values_name_the_key(tmp_path, change, key, problem):
+    path = write(tmp_path, GOOD.replace(*change, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, ENV)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and key in message and problem in message
+    assert "\n" not in message
+
+
+def test_unset_variable_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"channels\.ops\.secret: environment variable NEWSMON_WEBHOOK_SECRET"):
+        load_settings(write(tmp_path, GOOD), {"SMTP_USER": "u", "SMTP_PASSWORD": "p"})
+
+
+def test_broken_toml_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, GOOD + "\n[[feeds]\n"), ENV)
+
+
+@pytest.mark.parametrize("command", [["run"], ["check"], ["sql", "SELECT 1"]])
+def test_cli_exits_2_with_one_line_and_writes_nothing(tmp_path, command):
+    path = write(tmp_path, GOOD.replace('channels = ["ops", "desk"]', 'channels = ["nope"]'))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", *command, "--config", str(path)],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **ENV}, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith(str(path)) and "'nope' is not defined" in lines[0]
+    assert not (tmp_path / "data").exists(), "nothing is written when the config is bad"
+
+
+def test_missing_file_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--config", str(tmp_path / "absent.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "file not found" in proc.stderr and "Traceback" not in proc.stderr
