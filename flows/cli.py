@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", cmd_serve, "run ingest and digest on their schedules in one long-lived process")
     serve.add_argument("--ingest", help="cron for ingest (default: [schedule] ingest)")
     serve.add_argument("--digest", help="cron for digest (default: [schedule] digest)")
+    serve.add_argument("--every", type=int, metavar="SECONDS", help="run ingest every N seconds instead of on cron")
     return parser
 
 
@@ -175,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     prepare_prefect(settings)
     from flows.serve import serve
 
-    return serve(settings, ingest_cron=args.ingest, digest_cron=args.digest)
+    return serve(settings, ingest_cron=args.ingest, digest_cron=args.digest, every_s=args.every)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[tuple], max_width: int = 60) -> None:

@@ -23,6 +23,7 @@ from storage import feeds as feed_store
 from storage import runs as run_store
 from storage.articles import StoreResult, known_urls, store_articles
 from storage.db import open_writer, publish, transaction
+from storage.lock import RunInProgress, writer_lock
 
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
@@ -134,8 +135,20 @@ class _RunState:
 
 
 async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None) -> RunSummary:
-    """Run one full ingest cycle against settings.database and publish the result for readers."""
-    stages = stages or Stages()
+    """Run one full ingest cycle against settings.database and publish the result for readers.
+
+    A cycle that finds another one writing the same database is skipped, not queued: the running
+    one already covers the same feeds, and the next scheduled run picks up whatever is new.
+    """
+    try:
+        with writer_lock(settings.database):
+            return await _locked_cycle(settings, stages or Stages(), progress)
+    except RunInProgress as exc:
+        log.warning("skipped: %s", exc)
+        return RunSummary(skipped=str(exc))
+
+
+async def _locked_cycle(settings: Settings, stages: Stages, progress) -> RunSummary:
     state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary())
     con = open_writer(settings.database)
     try:

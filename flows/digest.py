@@ -5,10 +5,13 @@ from prefect import flow
 
 from alerts.channels import DIGEST
 from storage.db import open_writer, publish
+from storage.lock import writer_lock
 
 from flows.config import load_settings
 from flows.delivery import deliver_pending
 from flows.summary import AlertReport
+
+DIGEST_LOCK_WAIT_S = 600
 
 
 @flow(name="digest", log_prints=False)
@@ -17,10 +20,12 @@ async def digest_flow(config: str = "newsmon.toml") -> dict:
     settings = load_settings(config)
     report = AlertReport()
     names = [name for name, channel in settings.channels.items() if channel.mode == DIGEST]
-    con = open_writer(settings.database)
-    try:
-        deliver_pending(con, settings.channels, names, report)
-        publish(con, settings.database)
-    finally:
-        con.close()
+    # A digest is rare and small: wait for an ingest run in flight instead of skipping a day.
+    with writer_lock(settings.database, wait_s=DIGEST_LOCK_WAIT_S):
+        con = open_writer(settings.database)
+        try:
+            deliver_pending(con, settings.channels, names, report)
+            publish(con, settings.database)
+        finally:
+            con.close()
     return {"delivered": report.delivered, "pending": report.pending, "failed": report.failed}

@@ -36,6 +36,7 @@ class RunSummary:
     alerts: AlertReport = field(default_factory=AlertReport)
     failed_feeds: list[tuple[str, str]] = field(default_factory=list)
     slowest_feeds: list[tuple[str, float]] = field(default_factory=list)
+    skipped: str | None = None  # why the cycle did not run (another run was writing the database)
 
     def add_feeds(self, results) -> None:
         """Count feed outcomes (results are cycle.FeedResult)."""
@@ -68,6 +69,8 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         """The one-screen summary printed after a run."""
+        if self.skipped:
+            return [f"skipped: {self.skipped}"]
         a = self.alerts
         out = [
             f"feeds:    {self.feeds_total} read: {self.feeds_ok} ok, {self.feeds_not_modified} not modified, "

@@ -1,0 +1,49 @@
+"""One writer at a time: an advisory file lock beside the database.
+
+The kernel drops the lock when its process dies (even on SIGKILL), so a crashed run never
+leaves a stale lock behind, whatever started the run (CLI, `newsmon serve`, a Prefect worker, cron).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class RunInProgress(RuntimeError):
+    """Another newsmon process is writing this database."""
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file for a database."""
+    return database.with_name(database.name + ".lock")
+
+
+@contextmanager
+def writer_lock(database: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the database's writer lock; wait up to wait_s for it, then raise RunInProgress."""
+    path = lock_path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise RunInProgress(f"another newsmon run (pid {holder}) is writing {database}") from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
