@@ -5,13 +5,17 @@ real client stack (DNS, TCP, redirects, compression, chunking, timeouts, SMTP di
 """
 from __future__ import annotations
 
+import datetime as _dt
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable, Iterable, Union
 
 
@@ -86,7 +90,9 @@ class LoopbackHTTPServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval lets stop() return quickly (the default is half a second).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     @property
     def base(self) -> str:
@@ -178,19 +184,28 @@ def _write(h: BaseHTTPRequestHandler, answer: Response) -> None:
 class SMTPSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
 
-    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, auth: tuple[str, str] | None = None, *, tls: tuple[Path, Path] | None = None,
+                 implicit_tls: bool = False, data_replies: list[str] | None = None) -> None:
+        """tls=(cert, key): STARTTLS, or SMTPS with implicit_tls; data_replies: DATA answers in order, last repeats."""
         from aiosmtpd.controller import Controller
 
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.data_attempts = 0
+        self.tls_used: list[bool] = []  # per accepted message: was the session encrypted
+        replies = list(data_replies or ["250 OK"])
         sink = self
 
         class _Handler:
             async def handle_DATA(self, server, session, envelope):
-                sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-                sink.messages.append(message_from_bytes(envelope.original_content or envelope.content,
-                                                        policy=policy.default))
-                return "250 OK"
+                sink.data_attempts += 1
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if reply.startswith("2"):  # only accepted messages are kept
+                    sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+                    sink.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                            policy=policy.default))
+                    sink.tls_used.append(server.transport.get_extra_info("ssl_object") is not None)
+                return reply
 
         kwargs = {}
         if auth:
@@ -200,9 +215,12 @@ class SMTPSink:
                 from aiosmtpd.smtp import AuthResult
 
                 ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-                return AuthResult(success=ok)
+                # handled=False: aiosmtpd then answers 535 itself; the default (True) leaves the client hanging
+                return AuthResult(success=ok, handled=False)
 
             kwargs = {"authenticator": _authenticator, "auth_require_tls": False}
+        if tls:
+            kwargs["ssl_context" if implicit_tls else "tls_context"] = _server_tls_context(tls)
         self.port = free_port()
         self._controller = Controller(_Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
 
@@ -218,3 +236,39 @@ class SMTPSink:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _server_tls_context(tls: tuple[Path, Path]) -> ssl.SSLContext:
+    """Server-side TLS context from a (cert, key) pair."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls[0]), str(tls[1]))
+    return context
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """Write a self-signed certificate for 127.0.0.1/localhost and its key; returns (cert, key) paths.
+
+    The certificate is its own CA, so pointing SSL_CERT_FILE at it makes clients trust it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "newsmon test loopback")])
+    now = _dt.datetime.now(_dt.timezone.utc)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                       x509.DNSName("localhost")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=7))
+            .add_extension(san, critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = Path(directory) / "loopback-cert.pem", Path(directory) / "loopback-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

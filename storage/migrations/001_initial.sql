@@ -43,7 +43,7 @@ CREATE TABLE articles (
 CREATE INDEX articles_content_hash ON articles (content_hash);
 
 CREATE TABLE fetch_log (
-    at         TIMESTAMPTZ NOT NULL,
+    "at"       TIMESTAMPTZ NOT NULL,
     run_id     VARCHAR,
     url        VARCHAR NOT NULL,
     kind       VARCHAR NOT NULL,     -- 'feed' | 'article' | 'robots'
