@@ -15,7 +15,7 @@ from .db import json_param, transaction
 _ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR","title":"VARCHAR",'
                  '"author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR","fetched_at":"TIMESTAMPTZ",'
                  '"language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
-                 '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","minhash":"UBIGINT[]",'
+                 '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","signature":"UINTEGER[]",'
                  '"run_id":"VARCHAR"}]')
 
 
@@ -66,7 +66,7 @@ def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list
                      "date_source": a.date_source, "fetched_at": a.fetched_at, "language": a.language,
                      "text": a.text, "word_count": a.word_count, "description": a.description,
                      "sitename": a.sitename, "extraction": a.extraction, "content_hash": a.content_hash,
-                     "minhash": list(sig) if sig else None, "run_id": run_id})
+                     "signature": list(sig) if sig else None, "run_id": run_id})
     # Storage order decides ties between copies published at the same time: earliest first, then feed order.
     return sorted(rows, key=lambda r: (r["published_at"] is None, r["published_at"] or 0))
 
@@ -89,7 +89,7 @@ def _insert(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> list[tuple[int,
 
 
 def _member(row: dict, seq: int) -> Member:
-    sig = row["minhash"]
+    sig = row["signature"]
     return Member(id=row["id"], seq=seq, published_at=row["published_at"], content_hash=row["content_hash"],
                   signature=tuple(sig) if sig else None, duplicate_of=None)
 
@@ -107,7 +107,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, new: Sequence[Member], params: D
             SELECT article_id FROM article_bands WHERE key IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))
         ),
         roots AS (SELECT coalesce(a.duplicate_of, a.id) AS root FROM articles a JOIN hit USING (id))
-        SELECT id, seq, published_at, content_hash, minhash, duplicate_of FROM articles
+        SELECT id, seq, published_at, content_hash, signature, duplicate_of FROM articles
         WHERE (id IN (SELECT root FROM roots) OR duplicate_of IN (SELECT root FROM roots))
           AND id NOT IN (SELECT id FROM new_ids)""",
                        [json_param(new_ids), json_param(hashes), json_param(keys)]).fetchall()
@@ -128,8 +128,8 @@ def _apply_links(con: duckdb.DuckDBPyConnection, links: Sequence[Link]) -> None:
 
 
 def _insert_bands(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: DedupParams) -> None:
-    bands = [{"key": key, "article_id": r["id"]} for r in rows if r["minhash"]
-             for key in band_keys(tuple(r["minhash"]), params)]
+    bands = [{"key": key, "article_id": r["id"]} for r in rows if r["signature"]
+             for key in band_keys(tuple(r["signature"]), params)]
     if bands:
         con.execute("""INSERT INTO article_bands SELECT * FROM (SELECT unnest(from_json(?::JSON,
             '[{"key":"BIGINT","article_id":"BIGINT"}]'), recursive := true))""", [json_param(bands)])
