@@ -58,8 +58,10 @@ class LoopbackHTTPServer:
     politeness limits from the server's side.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: tuple[Path, Path] | None = None) -> None:
+        """tls=(cert, key): serve HTTPS instead of HTTP (see self_signed_cert)."""
         self.routes: dict[str, Route] = {}
+        self.scheme = "https" if tls else "http"
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self.open_connections = 0
@@ -89,6 +91,8 @@ class LoopbackHTTPServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
+        if tls:
+            self._server.socket = _server_tls_context(tls).wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         # A short poll interval lets stop() return quickly (the default is half a second).
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
@@ -97,11 +101,11 @@ class LoopbackHTTPServer:
     @property
     def base(self) -> str:
         """Base URL, e.g. http://127.0.0.1:PORT."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         """Absolute URL of `path` on this server, optionally under another loopback name."""
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def route(self, path: str, answer: Route) -> None:
         """Declare what `path` (without query string) answers."""
