@@ -116,7 +116,7 @@ class _Reader:
             fetch=self.dataclass_table(raw, "fetch", FetchPolicy),
             dedup=self.dedup(self.table(raw, "dedup")),
             feeds=tuple(self.feed(f, i) for i, f in enumerate(self.array(raw, "feeds"))),
-            alerts=tuple(self.alert(a, i, channels) for i, a in enumerate(self.array(raw, "alerts"))),
+            alerts=self.alerts(self.array(raw, "alerts"), channels),
             channels=channels,
             schedule=self.schedule(self.table(raw, "schedule")),
         )
@@ -227,6 +227,15 @@ class _Reader:
             raise self.fail(f"{where}.opml", f"file not found: {opml_path}")
         return FeedConfig(url=url, opml=opml_path, site=site, name=self.string(table, f"{where}.name", "name"),
                           tags=self.strings(table, f"{where}.tags", "tags"))
+
+    def alerts(self, tables: list[dict], channels: Mapping[str, Channel]) -> tuple[AlertConfig, ...]:
+        out: list[AlertConfig] = []
+        for i, table in enumerate(tables):
+            alert = self.alert(table, i, channels)
+            if any(a.rule.name == alert.rule.name for a in out):
+                raise self.fail(f"alerts[{i}].name", f"{alert.rule.name!r} is used by an earlier alert; names must be unique")
+            out.append(alert)
+        return tuple(out)
 
     def alert(self, table: dict, i: int, channels: Mapping[str, Channel]) -> AlertConfig:
         where = f"alerts[{i}]"

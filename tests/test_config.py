@@ -82,6 +82,16 @@ def test_bad_values_name_the_key(tmp_path, change, key, problem):
     assert "\n" not in message
 
 
+def test_duplicate_alert_names_are_refused(tmp_path):
+    twice = GOOD + '''
+[[alerts]]
+name = "syria"
+query = "Damas"
+'''
+    with pytest.raises(ConfigError, match=r"alerts\[1\]\.name: 'syria' is used by an earlier alert"):
+        load_settings(write(tmp_path, twice), ENV)
+
+
 def test_unset_variable_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"channels\.ops\.secret: environment variable NEWSMON_WEBHOOK_SECRET"):
         load_settings(write(tmp_path, GOOD), {"SMTP_USER": "u", "SMTP_PASSWORD": "p"})
