@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Sequence
 
@@ -18,7 +18,6 @@ from ingest.extract import article_from_entry, extract_article
 from ingest.fetch import Fetcher
 from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
 from ingest.parse import FeedParseError, parse_feed
-from ingest.urls import url_id
 from storage import feeds as feed_store
 from storage import runs as run_store
 from storage.articles import StoreResult, known_urls, store_articles
@@ -123,15 +122,11 @@ class Stages:
     alerts: Callable[..., AlertReport] = alert_and_deliver
 
 
-
-
 @dataclass
 class _RunState:
     run_id: str
     started: datetime
     summary: RunSummary
-    stored: dict[int, Article] = field(default_factory=dict)
-    new_stories: list[int] = field(default_factory=list)
 
 
 async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None) -> RunSummary:
@@ -158,8 +153,7 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress) -> RunSumm
             results = await _read_feeds(con, fetcher, sources, stages, state)
             await _read_pages(con, fetcher, new_entries(con, results), settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
-        state.summary.alerts = stages.alerts(con, settings, [state.stored[i] for i in state.new_stories],
-                                             state.new_stories)
+        state.summary.alerts = stages.alerts(con, settings)
         _finish_run(con, state, "completed")
         publish(con, settings.database)
     except BaseException:
@@ -195,9 +189,6 @@ async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings:
             batch = await next_done
             # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
             result = stages.store(con, batch, settings, state.run_id)
-            inserted = set(result.inserted)
-            state.stored.update((i, a) for a in batch.articles if (i := url_id(a.url)) in inserted)
-            state.new_stories.extend(result.new_stories)
             state.summary.add_batch(batch, result)
             if progress:
                 progress.advance(len(batch.articles))

@@ -19,6 +19,7 @@ from alerts.query import compile_rules
 from alerts.render import delivery_id, email_message
 from ingest.models import AlertHit, Article
 from storage import alerts as alert_store
+from storage.articles import clear_alert_queue, pending_alerts
 from storage.db import transaction
 from storage.feeds import feed_tags
 
@@ -28,15 +29,17 @@ from flows.summary import AlertReport
 log = logging.getLogger("newsmon.alerts")
 
 
-def alert_and_deliver(con, settings: Settings, articles: Sequence[Article], ids: Sequence[int]) -> AlertReport:
-    """Match the run's new stories against every rule, record the hits, deliver to immediate channels."""
+def alert_and_deliver(con, settings: Settings) -> AlertReport:
+    """Match stories waiting for alerts against every rule, record the hits, deliver to immediate channels."""
     report = AlertReport()
-    hits = find_hits(con, settings, articles, ids)
+    queue = pending_alerts(con)
+    hits = find_hits(con, settings, [a for _, a in queue], [i for i, _ in queue])
     now = datetime.now(timezone.utc)
     routed, held = apply_noise_limits(hits, settings.alerts, alert_store.last_hit_at(con), now)
-    with transaction(con):
+    with transaction(con):  # hits, their outbox rows and the end of the stories' wait commit together
         fresh = alert_store.record_hits(con, routed, _routes(settings), _delivery_ids(routed, settings), now)
         alert_store.record_hits(con, held, {}, {}, now, held=True)  # shown by `newsmon alerts`, never sent
+        clear_alert_queue(con, [i for i, _ in queue])
     report.fired, report.suppressed = len(fresh), len(held)
     for hit in fresh:
         report.per_alert[hit.alert] = report.per_alert.get(hit.alert, 0) + 1

@@ -75,13 +75,19 @@ def mark(con: duckdb.DuckDBPyConnection, hit: AlertHit, channel: str, ok: bool, 
 
 
 def recent(con: duckdb.DuckDBPyConnection, limit: int = 50) -> tuple[list[str], list[tuple]]:
-    """Latest hits with their delivery status per channel."""
+    """Latest hits with their delivery status per channel ('held back' for hits never sent)."""
+    # Deliveries are folded per hit first: one aggregate beside plain columns is a binder error in DuckDB.
     result = con.execute("""
+        WITH per_hit AS (
+            SELECT alert, article_id,
+                   string_agg(channel || ':' || status || CASE WHEN status <> 'sent' AND attempts > 0
+                       THEN ' (' || attempts || CASE WHEN attempts = 1 THEN ' try' ELSE ' tries' END
+                            || ': ' || coalesce(last_error, '') || ')' ELSE '' END,
+                       ', ' ORDER BY channel) AS deliveries
+            FROM deliveries GROUP BY alert, article_id)
         SELECT strftime(m.created_at, '%Y-%m-%d %H:%M') AS at, m.alert, a.title, a.url,
-               CASE WHEN m.held THEN 'held back' ELSE string_agg(d.channel || ':' || d.status || CASE WHEN d.status <> 'sent' AND d.attempts > 0
-                          THEN ' (' || d.attempts || ' tries: ' || coalesce(d.last_error, '') || ')' ELSE '' END,
-                          ', ' ORDER BY d.channel) END AS deliveries
+               CASE WHEN m.held THEN 'held back' ELSE coalesce(d.deliveries, 'no channel') END AS deliveries
         FROM alert_matches m JOIN articles a ON a.id = m.article_id
-        LEFT JOIN deliveries d USING (alert, article_id)
-        GROUP BY ALL ORDER BY m.created_at DESC, m.alert LIMIT ?""", [limit])
+        LEFT JOIN per_hit d USING (alert, article_id)
+        ORDER BY m.created_at DESC, m.alert, a.url LIMIT ?""", [limit])
     return [d[0] for d in result.description], result.fetchall()

@@ -51,7 +51,9 @@ def store_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
         links = plan_links(new, stored, params)
         _apply_links(con, links)
         _insert_bands(con, [rows[i] for i, _ in inserted], params)
-    return _result(new, stored, links)
+        result = _result(new, stored, links)
+        _queue_for_alerts(con, result.new_stories)
+    return result
 
 
 def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list[dict]:
@@ -135,6 +137,22 @@ def _insert_bands(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: 
             '[{"key":"BIGINT","article_id":"BIGINT"}]'), recursive := true))""", [json_param(bands)])
 
 
+def _queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int], pending: bool = True) -> None:
+    if ids:
+        con.execute("""UPDATE articles SET alert_pending = ?
+                       WHERE id IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))""", [pending, json_param(list(ids))])
+
+
+def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
+    """Stories stored but not yet matched against the alert rules (this run's, or a crashed run's)."""
+    return list(_articles(con, "WHERE alert_pending AND duplicate_of IS NULL ORDER BY seq"))
+
+
+def clear_alert_queue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
+    """Mark stories as matched; run it in the transaction that records their hits."""
+    _queue_for_alerts(con, ids, pending=False)
+
+
 def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:
     linked = {l.article_id: l for l in links}
 
@@ -152,10 +170,14 @@ def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Lin
 
 def originals(con: duckdb.DuckDBPyConnection, batch: int = 1000):
     """Yield (id, Article) for every stored original, newest first, streaming in batches."""
-    result = con.execute("""
+    yield from _articles(con, "WHERE duplicate_of IS NULL ORDER BY published_at DESC NULLS LAST, seq DESC", batch)
+
+
+def _articles(con: duckdb.DuckDBPyConnection, where: str, batch: int = 1000):
+    result = con.execute(f"""
         SELECT id, url, feed_url, title, author, published_at, date_source, fetched_at, language, text,
                content_hash, extraction, source_url, word_count, description, sitename
-        FROM articles WHERE duplicate_of IS NULL ORDER BY published_at DESC NULLS LAST, seq DESC""")
+        FROM articles {where}""")
     while rows := result.fetchmany(batch):
         for r in rows:
             yield r[0], Article(url=r[1], feed_url=r[2], title=r[3], author=r[4], published_at=r[5],

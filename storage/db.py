@@ -79,6 +79,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             con.execute(sql)
             con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
         applied.append(version)
+    if applied:
+        # Schema changes go to the main file at once: DuckDB 1.5 cannot replay an ALTER TABLE from the
+        # WAL of a killed process in every case, and a checkpoint leaves no such WAL behind.
+        con.execute("CHECKPOINT")
     return applied
 
 
@@ -100,6 +104,11 @@ def publish(con: duckdb.DuckDBPyConnection, database: Path) -> None:
     tmp = database.with_name(f".{database.name}.{os.getpid()}.tmp")
     shutil.copyfile(work_path(database), tmp)
     os.replace(tmp, database)  # readers of the old file keep their view; new readers see the new one
+    # A read-write session on the old snapshot (the duckdb CLI's default) leaves `<database>.wal`
+    # beside it; DuckDB would replay that log into the new snapshot on its next open (deleting or
+    # changing rows by position). The log belongs to the replaced file, so it goes with it; the
+    # session keeps writing to its open (now unlinked) log and checkpoints into the old file.
+    database.with_name(database.name + ".wal").unlink(missing_ok=True)
 
 
 def json_param(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,6 +1,4 @@
 -- newsmon schema, version 1. Names are a user-facing contract: people query them with plain SQL.
-CREATE SEQUENCE article_seq START 1;
-
 CREATE TABLE feeds (
     url                  VARCHAR PRIMARY KEY,
     name                 VARCHAR,
@@ -19,7 +17,7 @@ CREATE TABLE feeds (
 
 CREATE TABLE articles (
     id             BIGINT PRIMARY KEY,          -- derived from the canonical URL: stable across runs
-    seq            BIGINT NOT NULL DEFAULT nextval('article_seq'),  -- storage order (tie-break for originals)
+    seq            BIGINT NOT NULL,             -- storage order (tie-break for originals); numbered by newsmon
     url            VARCHAR NOT NULL UNIQUE,     -- canonical: after redirects, no fragment, no tracking parameters
     source_url     VARCHAR,                     -- the link as the feed gave it
     feed_url       VARCHAR,
