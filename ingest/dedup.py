@@ -1,11 +1,31 @@
-"""Duplicate detection primitives: normalised-text hashes (exact layer); pure."""
+"""Duplicate detection: normalised-text hashes (exact layer), MinHash signatures, LSH band keys
+and the linking plan that groups copies of one story under its original; pure."""
 from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+from datasketch import MinHash
+from datasketch.hashfunc import sha1_hash32
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+# Chinese and Japanese are written without spaces: each ideograph or kana becomes its own token,
+# otherwise a whole sentence would be one "word" and shingles would never overlap.
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
+_CJK_SPLIT = re.compile(f"[{_CJK_RANGES}]|[^{_CJK_RANGES}]+")
+# Signatures are stored and compared across runs, so the permutation scheme is pinned rather than
+# left to the library default (datasketch changed it in 2.0).
+_SCHEME = "affine32"
+
+EXACT = "exact"
+NEAR = "near"
 
 
 def normalise_text(text: str) -> str:
@@ -17,3 +37,219 @@ def normalise_text(text: str) -> str:
 def content_hash(text: str) -> str:
     """Hex SHA-256 of the normalised text: equal for copies that differ only in case, spacing or punctuation."""
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """Near-duplicate settings; bands x rows must fit in num_perm (see docs/DEDUP.md for the measurements)."""
+
+    near_threshold: float = 0.6
+    shingle: int = 5
+    num_perm: int = 128
+    bands: int = 32
+    rows: int = 4
+    min_words: int = 50
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.near_threshold <= 1.0:
+            raise ValueError(f"near_threshold must be in (0, 1], got {self.near_threshold}")
+        if self.shingle < 1 or self.min_words < self.shingle:
+            raise ValueError("shingle must be >= 1 and min_words >= shingle")
+        if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows ({self.bands}*{self.rows}) must be between 1 and num_perm ({self.num_perm})")
+
+
+def tokens(text: str) -> list[str]:
+    """Words of the normalised text; CJK ideographs and kana count as one word each."""
+    norm = normalise_text(text)
+    if not _CJK_CHAR.search(norm):
+        return norm.split()
+    return [piece for word in norm.split() for piece in _CJK_SPLIT.findall(word)]
+
+
+def shingles(words: Sequence[str], size: int) -> set[bytes]:
+    """The set of `size`-word windows, UTF-8 encoded (a text shorter than a window is one shingle)."""
+    if len(words) <= size:
+        return {" ".join(words).encode("utf-8")}
+    return {" ".join(words[i : i + size]).encode("utf-8") for i in range(len(words) - size + 1)}
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple:
+    # Drawing the permutations is the costly part of building a MinHash; they depend only on these two.
+    return MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
+
+
+def signature(text: str, params: DedupParams) -> tuple[int, ...] | None:
+    """MinHash over word shingles of the normalised text; None when it has fewer than min_words words."""
+    words = tokens(text)
+    if len(words) < params.min_words:
+        return None
+    mh = MinHash(
+        num_perm=params.num_perm,
+        seed=params.seed,
+        hashfunc=sha1_hash32,
+        permutations=_permutations(params.num_perm, params.seed),
+        scheme=_SCHEME,
+    )
+    mh.update_batch(list(shingles(words, params.shingle)))
+    return tuple(mh.hashvalues.tolist())
+
+
+def band_keys(sig: Sequence[int], params: DedupParams) -> list[int]:
+    """One signed 64-bit key per LSH band; the band number is hashed in so all bands share one column."""
+    if len(sig) < params.bands * params.rows:
+        raise ValueError(f"signature has {len(sig)} values, bands*rows needs {params.bands * params.rows}")
+    keys = []
+    for band in range(params.bands):
+        chunk = sig[band * params.rows : (band + 1) * params.rows]
+        packed = struct.pack(f"<I{params.rows}I", band, *chunk)
+        digest = hashlib.blake2b(packed, digest_size=8).digest()
+        keys.append(int.from_bytes(digest, "little", signed=True))
+    return keys
+
+
+def similarity(sig_a: Sequence[int], sig_b: Sequence[int]) -> float:
+    """Estimated Jaccard similarity of the two shingle sets: the share of equal MinHash values."""
+    if len(sig_a) != len(sig_b) or not sig_a:
+        raise ValueError(f"signatures differ in length or are empty ({len(sig_a)} vs {len(sig_b)})")
+    return sum(a == b for a, b in zip(sig_a, sig_b)) / len(sig_a)
+
+
+@dataclass(frozen=True)
+class Member:
+    """An article as the dedup plan sees it: identity, order, hash, signature and current link."""
+
+    id: int
+    seq: int
+    published_at: datetime | None
+    content_hash: str
+    signature: tuple[int, ...] | None
+    duplicate_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    """The duplicate columns an article must have; all None for an original or a unique article."""
+
+    article_id: int
+    duplicate_of: int | None
+    kind: str | None
+    similarity: float | None
+
+
+class _Clusters:
+    """Union-find over article ids."""
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        self._parent = {i: i for i in ids}
+
+    def find(self, i: int) -> int:
+        """The representative of i's cluster (with path halving)."""
+        while self._parent[i] != i:
+            self._parent[i] = self._parent[self._parent[i]]
+            i = self._parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        """Put a and b in the same cluster."""
+        self._parent[self.find(a)] = self.find(b)
+
+    def groups(self) -> dict[int, list[int]]:
+        """Representative -> ids of its cluster."""
+        out: dict[int, list[int]] = {}
+        for i in self._parent:
+            out.setdefault(self.find(i), []).append(i)
+        return out
+
+
+def _check_members(new: Sequence[Member], stored: Sequence[Member]) -> dict[int, Member]:
+    """All members by id; raises on a conflicting repeated id or a stored link to an article not supplied."""
+    by_id: dict[int, Member] = {}
+    for m in stored:
+        # The same row may come back from several chunked lookups; only a conflicting copy is an error.
+        if by_id.setdefault(m.id, m) != m:
+            raise ValueError(f"stored article {m.id} appears twice with different values")
+    for m in new:
+        if m.id in by_id:
+            raise ValueError(f"article {m.id} appears twice in the dedup input")
+        by_id[m.id] = m
+    missing = {m.duplicate_of for m in stored if m.duplicate_of is not None} - by_id.keys()
+    if missing:
+        raise ValueError(f"stored members point at originals that were not supplied: {sorted(missing)}")
+    return by_id
+
+
+def _link_exact(clusters: _Clusters, new: Sequence[Member], members: Iterable[Member]) -> None:
+    """Join every new member with all members of equal content hash."""
+    new_hashes = {m.content_hash for m in new}
+    first: dict[str, int] = {}
+    for m in members:
+        if m.content_hash in new_hashes:
+            clusters.union(m.id, first.setdefault(m.content_hash, m.id))
+
+
+def _link_near(clusters: _Clusters, new: Sequence[Member], members: Iterable[Member], params: DedupParams) -> None:
+    """Join every new member with the members sharing a band key whose similarity reaches the threshold."""
+    buckets: dict[int, list[Member]] = {}
+    for m in members:
+        if m.signature is not None:
+            for key in band_keys(m.signature, params):
+                buckets.setdefault(key, []).append(m)
+    checked: set[tuple[int, int]] = set()
+    for m in new:
+        if m.signature is None:
+            continue
+        for key in band_keys(m.signature, params):
+            for other in buckets[key]:
+                pair = (min(m.id, other.id), max(m.id, other.id))
+                if other.id == m.id or pair in checked:
+                    continue
+                checked.add(pair)
+                if similarity(m.signature, other.signature) >= params.near_threshold:
+                    clusters.union(m.id, other.id)
+
+
+def _utc(at: datetime) -> datetime:
+    # Naive timestamps are taken as UTC so that aware and naive values can be ordered together.
+    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _age_key(m: Member) -> tuple:
+    """Sort key for 'published earliest, then stored first'; undated articles sort after dated ones."""
+    if m.published_at is None:
+        return (1, datetime.max, m.seq)
+    return (0, _utc(m.published_at), m.seq)
+
+
+def _link_to(m: Member, original: Member) -> Link:
+    """The link of m inside a cluster whose original is `original`."""
+    if m.id == original.id:
+        return Link(m.id, None, None, None)
+    if m.content_hash == original.content_hash:
+        return Link(m.id, original.id, EXACT, 1.0)
+    if m.signature is None or original.signature is None:
+        return Link(m.id, original.id, NEAR, None)
+    return Link(m.id, original.id, NEAR, similarity(m.signature, original.signature))
+
+
+def plan_links(new: Sequence[Member], stored: Sequence[Member], params: DedupParams) -> list[Link]:
+    """Links for every new member, plus the stored members whose duplicate_of must change."""
+    by_id = _check_members(new, stored)
+    clusters = _Clusters(by_id)
+    for m in stored:
+        if m.duplicate_of is not None:
+            clusters.union(m.id, m.duplicate_of)
+    _link_exact(clusters, new, by_id.values())
+    _link_near(clusters, new, by_id.values(), params)
+    new_ids = {m.id for m in new}
+    planned: dict[int, Link] = {}
+    for ids in clusters.groups().values():
+        original = min((by_id[i] for i in ids), key=_age_key)
+        for i in ids:
+            link = _link_to(by_id[i], original)
+            if i in new_ids or link.duplicate_of != by_id[i].duplicate_of:
+                planned[i] = link
+    stored_changes = sorted(i for i in planned if i not in new_ids)
+    return [planned[m.id] for m in new] + [planned[i] for i in stored_changes]
