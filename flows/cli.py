@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     alerts_sub = alerts.add_subparsers(dest="alerts_command")
     test = alerts_sub.add_parser("test", help="try a query against stored articles before saving it as a rule")
     test.add_argument("query")
-    test.add_argument("--config", help="config file")
+    # SUPPRESS: without a value here, `newsmon alerts --config F test Q` keeps F instead of resetting it to None.
+    test.add_argument("--config", default=argparse.SUPPRESS, help="config file")
     test.add_argument("--limit", type=int, default=20)
     test.set_defaults(handler=cmd_alerts_test)
     demo = sub.add_parser("demo", help="serve the bundled fixture site and run one cycle into ./newsmon-demo.duckdb")

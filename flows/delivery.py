@@ -43,8 +43,10 @@ def alert_and_deliver(con, settings: Settings) -> AlertReport:
     report.fired, report.suppressed = len(fresh), len(held)
     for hit in fresh:
         report.per_alert[hit.alert] = report.per_alert.get(hit.alert, 0) + 1
-    immediate = [name for name, c in settings.channels.items() if c.mode != DIGEST]
-    deliver_pending(con, settings.channels, immediate, report)
+    digest = {name for name, c in settings.channels.items() if c.mode == DIGEST}
+    # Hits queued for a digest are pending too: without them a digest-only setup reports "0 delivered, 0 pending".
+    report.pending += sum(1 for hit in fresh for c in _routes(settings).get(hit.alert, ()) if c in digest)
+    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report)
     return report
 
 

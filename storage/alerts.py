@@ -65,12 +65,14 @@ def pending(con: duckdb.DuckDBPyConnection, channels: Sequence[str]) -> list[tup
 
 def mark(con: duckdb.DuckDBPyConnection, hit: AlertHit, channel: str, ok: bool, attempts: int,
          error: str | None, max_attempts: int, now: datetime) -> str:
-    """Record one delivery try: sent, still pending, or failed for good after max_attempts; return the status."""
+    """Record one delivery try: sent, still pending, or failed for good after max_attempts; return the status.
+
+    A sent delivery keeps `error` when there is one: mail accepted for some recipients only says whom it missed."""
     status = SENT if ok else (FAILED if attempts >= max_attempts else PENDING)
     con.execute("""
         UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?
         WHERE alert = ? AND article_id = ? AND channel = ?""",
-                [status, attempts, None if ok else error, now if ok else None, hit.alert, hit.article_id, channel])
+                [status, attempts, error, now if ok else None, hit.alert, hit.article_id, channel])
     return status
 
 
@@ -80,9 +82,12 @@ def recent(con: duckdb.DuckDBPyConnection, limit: int = 50) -> tuple[list[str], 
     result = con.execute("""
         WITH per_hit AS (
             SELECT alert, article_id,
-                   string_agg(channel || ':' || status || CASE WHEN status <> 'sent' AND attempts > 0
+                   string_agg(channel || ':' || status || CASE
+                       WHEN status <> 'sent' AND attempts > 0
                        THEN ' (' || attempts || CASE WHEN attempts = 1 THEN ' try' ELSE ' tries' END
-                            || ': ' || coalesce(last_error, '') || ')' ELSE '' END,
+                            || ': ' || coalesce(last_error, '') || ')'
+                       WHEN last_error IS NOT NULL THEN ' (' || last_error || ')'
+                       ELSE '' END,
                        ', ' ORDER BY channel) AS deliveries
             FROM deliveries GROUP BY alert, article_id)
         SELECT strftime(m.created_at, '%Y-%m-%d %H:%M') AS at, m.alert, a.title, a.url,
