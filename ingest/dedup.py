@@ -11,9 +11,6 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from datasketch import MinHash
-from datasketch.hashfunc import sha1_hash32
-
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 # Chinese and Japanese are written without spaces: each ideograph or kana becomes its own token,
 # otherwise a whole sentence would be one "word" and shingles would never overlap.
@@ -78,6 +75,8 @@ def shingles(words: Sequence[str], size: int) -> set[bytes]:
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple:
     # Drawing the permutations is the costly part of building a MinHash; they depend only on these two.
+    from datasketch import MinHash  # imported on first use: numpy/scipy cost ~2 s that config checks never need
+
     return MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
 
 
@@ -86,6 +85,9 @@ def signature(text: str, params: DedupParams) -> tuple[int, ...] | None:
     words = tokens(text)
     if len(words) < params.min_words:
         return None
+    from datasketch import MinHash
+    from datasketch.hashfunc import sha1_hash32
+
     mh = MinHash(
         num_perm=params.num_perm,
         seed=params.seed,

@@ -96,3 +96,9 @@ def recent(con: duckdb.DuckDBPyConnection, limit: int = 50) -> tuple[list[str], 
         LEFT JOIN per_hit d USING (alert, article_id)
         ORDER BY m.created_at DESC, m.alert, a.url LIMIT ?""", [limit])
     return [d[0] for d in result.description], result.fetchall()
+
+
+def last_sent_at(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
+    """When each channel last delivered anything (digest periods count from it)."""
+    return dict(con.execute(
+        "SELECT channel, max(sent_at) FROM deliveries WHERE status = 'sent' GROUP BY channel").fetchall())
