@@ -28,19 +28,25 @@ def serve(settings: Settings, ingest_cron: str | None = None, digest_cron: str |
     with prefect_api():
         from prefect import serve as prefect_serve
         from prefect.client.schemas.objects import ConcurrencyLimitConfig
+        from prefect.schedules import Cron, Interval
+        from prefect.types.entrypoint import EntrypointType
 
         from flows.digest import digest_flow
         from flows.ingest import ingest_flow
 
-        params = {"config": str(settings.path.resolve())}
-        # A run that would overlap the one in flight is cancelled at once; the file lock backs this up.
-        single = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")
         tz = settings.schedule.timezone
-        ingest_schedule = {"interval": every_s} if every_s else {"cron": ingest_cron or settings.schedule.ingest}
-        ingest = ingest_flow.to_deployment(name="serve", parameters=params, concurrency_limit=single,
-                                           **ingest_schedule, **({} if every_s else {"timezone": tz}))
-        digest = digest_flow.to_deployment(name="serve", parameters=params, concurrency_limit=single,
-                                           cron=digest_cron or settings.schedule.digest, timezone=tz)
+        ingest_schedule = Interval(every_s) if every_s else Cron(ingest_cron or settings.schedule.ingest, timezone=tz)
+        common = {
+            "parameters": {"config": str(settings.path.resolve())},
+            # A run that would overlap the one in flight is cancelled at once; the file lock backs this up.
+            "concurrency_limit": ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW"),
+            # Runs import `flows.ingest` as a module: loaded as a script, flows/ingest.py would be
+            # registered as `ingest` and shadow the ingest package.
+            "entrypoint_type": EntrypointType.MODULE_PATH,
+        }
+        ingest = ingest_flow.to_deployment(name="serve", schedule=ingest_schedule, **common)
+        digest = digest_flow.to_deployment(name="serve", schedule=Cron(digest_cron or settings.schedule.digest,
+                                                                       timezone=tz), **common)
         print(f"newsmon serve: ingest {'every %ss' % every_s if every_s else ingest_cron or settings.schedule.ingest}, "
               f"digest {digest_cron or settings.schedule.digest} ({tz}); Ctrl-C to stop", flush=True)
         prefect_serve(ingest, digest, print_starting_message=False)
@@ -56,6 +62,10 @@ def prefect_api() -> Iterator[str]:
     port = _free_port()
     home = Path(os.environ["PREFECT_HOME"])
     home.mkdir(parents=True, exist_ok=True)
+    # The server runs in its own session, so a Ctrl-C in the terminal reaches newsmon only and the
+    # server is stopped after the runner. A SIGTERM that comes before Prefect's runner takes that
+    # signal over (the server can take a while to start) must still stop it: exit through finally.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     log_file = open(home / "server.log", "ab")
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                "--port", str(port)], stdout=log_file, stderr=subprocess.STDOUT,
@@ -68,6 +78,10 @@ def prefect_api() -> Iterator[str]:
     finally:
         _stop(server)
         log_file.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:

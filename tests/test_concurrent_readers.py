@@ -1,0 +1,279 @@
+"""Readers in other processes while a run writes: `newsmon sql`, a read-only and a read-write duckdb session.
+
+Every process here is real: `newsmon run` (with its own temporary Prefect API), `newsmon sql`, and
+Python processes holding duckdb connections. A gate on one article page keeps the run in flight
+(lock held, articles going into the working file) for as long as a test needs it, so the ordering
+"reader active while the run writes, then the run publishes" is certain instead of a matter of speed.
+"""
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from tests.loopback import Request, Response
+
+NEWSMON = str(Path(sys.executable).with_name("newsmon"))
+WAIT_S = 300  # bound of every wait on another process; generous for a loaded two-core machine
+_SYLLABLES = "ba ce di fo gu la me ni po ru sa te vi zo ka".split()
+_WORDS = [a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in ("n", "r", "s", "")]
+
+
+# -- a generated news site -------------------------------------------------------------------------
+def article_html(i: int) -> bytes:
+    """A distinct, extractable article page (about 1,500 characters of text)."""
+    rng = random.Random(i)
+    paragraphs = "".join(f"<p>{' '.join(rng.choice(_WORDS) for _ in range(45)).capitalize()}.</p>\n"
+                         for _ in range(5))
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Report {i}</title></head>'
+            f"<body><article><h1>Report {i}</h1>\n{paragraphs}</article></body></html>").encode()
+
+
+def rss(base: str, count: int) -> bytes:
+    """An RSS feed listing articles 0..count-1."""
+    items = "".join(f"<item><title>Report {i}</title><link>{base}/a/{i}.html</link><guid>{base}/a/{i}.html</guid>"
+                    f"<description>Report number {i}.</description></item>" for i in range(count))
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Generated</title>'
+            f"<link>{base}/</link><description>Generated news</description>{items}</channel></rss>").encode()
+
+
+class Gate:
+    """A route that holds its request until opened: the run stays in flight, writer lock held."""
+
+    def __init__(self, answer: Response) -> None:
+        self.answer = answer
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, request: Request) -> Response:
+        self.reached.set()
+        self.opened.wait(WAIT_S)
+        return self.answer
+
+    def wait_reached(self) -> None:
+        assert self.reached.wait(WAIT_S), "the run never asked for the held page"
+
+
+def serve_articles(http_server, count: int) -> Gate:
+    """Routes for a feed of `count` articles on http_server; the last page is behind the returned gate."""
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    http_server.route("/feed.xml", Response(200, rss(http_server.base, count),
+                                            {"Content-Type": "application/rss+xml; charset=utf-8"}))
+    for i in range(count - 1):
+        http_server.route(f"/a/{i}.html", Response(200, article_html(i), html))
+    gate = Gate(Response(200, article_html(count - 1), html))
+    http_server.route(f"/a/{count - 1}.html", gate)
+    return gate
+
+
+def write_config(directory: Path, feed_urls: Sequence[str], database: Path) -> Path:
+    """A newsmon.toml for loopback feeds."""
+    feeds = "".join(f'[[feeds]]\nurl = "{url}"\n\n' for url in feed_urls)
+    config = directory / "newsmon.toml"
+    config.write_text(textwrap.dedent(f'''\
+        [storage]
+        database = "{database}"
+
+        [fetch]
+        allow_private_networks = true
+        timeout_s = {WAIT_S}
+        retries = 0
+        per_host = 8
+
+        ''') + feeds, encoding="utf-8")
+    return config
+
+
+# -- processes -------------------------------------------------------------------------------------
+@contextmanager
+def started(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None, **popen) -> Iterator[subprocess.Popen]:
+    """Start cmd in its own process group, output to log; on exit, stop whatever of the group is left."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                **popen)
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to what is left of proc's process group (its children included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # nothing left in the group
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    proc.wait()
+
+
+def exit_status(proc: subprocess.Popen) -> int:
+    """Wait (bounded) for proc and return its exit status."""
+    return proc.wait(timeout=WAIT_S)
+
+
+def wait_for(condition, what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll condition until true; fail after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def newsmon_sql(config: Path, query: str) -> subprocess.CompletedProcess:
+    """`newsmon sql` in a new process."""
+    return subprocess.run([NEWSMON, "sql", "--config", str(config), query], capture_output=True, text=True,
+                          timeout=WAIT_S)
+
+
+def single_number(result: subprocess.CompletedProcess) -> int:
+    """The one value of a one-row, one-column `newsmon sql` table."""
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and lines[3] == "(1 row)", result.stdout
+    return int(lines[2])
+
+
+def publish_empty(database: Path) -> None:
+    """Publish an empty, migrated snapshot, as a first run does before it has stored anything."""
+    from storage.db import open_writer, publish
+
+    con = open_writer(database)
+    try:
+        publish(con, database)
+    finally:
+        con.close()
+
+
+HOLDER = textwrap.dedent('''\
+    import sys, duckdb
+    path, mode = sys.argv[1], sys.argv[2]
+    con = duckdb.connect(path, read_only=(mode == "ro"))
+    if mode == "rw":  # what a user may do in the duckdb CLI: the session now has a WAL beside the file
+        con.execute("CREATE TABLE scratch AS SELECT 42 AS x")
+    for line in iter(sys.stdin.readline, ""):
+        print(con.execute("SELECT count(*) FROM articles").fetchone()[0], flush=True)
+    con.close()
+    print("closed", flush=True)
+''')
+
+
+@contextmanager
+def holder(database: Path, mode: str, log: Path) -> Iterator["Holder"]:
+    """A Python process holding one duckdb connection to the published file ('ro' or 'rw')."""
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(database), mode], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    try:
+        yield Holder(proc, log)
+    finally:
+        stop_group(proc)
+
+
+class Holder:
+    """Asks the holding process for a count over its open connection."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def count(self) -> int:
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], WAIT_S)
+        answer = self.proc.stdout.readline().strip() if ready else "(no answer)"  # "" if it died
+        assert answer.isdigit(), f"holder answered {answer!r}: {self.log.read_text()}"
+        return int(answer)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.stdout.readline().strip() == "closed", self.log.read_text()
+        assert exit_status(self.proc) == 0, self.log.read_text()
+
+
+def test_sql_readers_during_a_500_article_run_see_whole_snapshots(tmp_path, http_server, db_path):
+    gate = serve_articles(http_server, 500)
+    config = write_config(tmp_path, [http_server.url("/feed.xml")], db_path)
+    publish_empty(db_path)
+    answers: list[subprocess.CompletedProcess] = []
+    stop = threading.Event()
+
+    def read_in_a_loop() -> None:
+        for _ in range(500):  # bounded, whatever happens to the run
+            if stop.is_set():
+                return
+            answers.append(newsmon_sql(config, "SELECT count(*) FROM articles"))
+
+    reader = threading.Thread(target=read_in_a_loop, daemon=True)
+    with started([NEWSMON, "run", "--config", str(config)], tmp_path / "run.log") as run:
+        reader.start()
+        gate.wait_reached()  # the run holds the lock and is storing batches into its working file
+        during = len(answers)
+        wait_for(lambda: len(answers) >= during + 3 or not reader.is_alive(), "3 reader calls during the run")
+        gate.opened.set()
+        status = exit_status(run)
+    stop.set()
+    reader.join(WAIT_S)
+    log = (tmp_path / "run.log").read_text()
+    assert status == 0, log
+    assert "articles: 500 new" in log, log
+
+    counts = [single_number(answer) for answer in answers]  # each call exited 0 with one number
+    assert len(counts) >= 3
+    assert set(counts) <= {0, 500}, "a reader only ever sees a whole published run"
+    assert counts == sorted(counts), "counts never go down"
+    assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 500
+    assert single_number(newsmon_sql(config, "SELECT count(DISTINCT url) FROM articles")) == 500
+
+
+def test_read_only_session_held_across_a_run(tmp_path, http_server, db_path):
+    gate = serve_articles(http_server, 40)
+    config = write_config(tmp_path, [http_server.url("/feed.xml")], db_path)
+    publish_empty(db_path)
+    with holder(db_path, "ro", tmp_path / "holder.log") as session:
+        assert session.count() == 0
+        with started([NEWSMON, "run", "--config", str(config)], tmp_path / "run.log") as run:
+            gate.wait_reached()
+            assert session.count() == 0, "the session answers while the run writes"
+            gate.opened.set()
+            status = exit_status(run)
+        assert status == 0, (tmp_path / "run.log").read_text()
+        assert "articles: 40 new" in (tmp_path / "run.log").read_text()
+        assert session.count() == 0, "an open session keeps the snapshot it opened"
+        assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 40
+        session.close()
+    assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 40
+
+
+def test_read_write_session_on_the_snapshot_does_not_block_or_leak_into_a_run(tmp_path, http_server, db_path):
+    gate = serve_articles(http_server, 40)
+    config = write_config(tmp_path, [http_server.url("/feed.xml")], db_path)
+    publish_empty(db_path)
+    scratch = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scratch'"
+    with holder(db_path, "rw", tmp_path / "holder.log") as session:
+        assert session.count() == 0
+        assert db_path.with_name(db_path.name + ".wal").exists(), "the session wrote a WAL beside the file"
+        with started([NEWSMON, "run", "--config", str(config)], tmp_path / "run.log") as run:
+            gate.wait_reached()
+            gate.opened.set()
+            status = exit_status(run)
+        assert status == 0, (tmp_path / "run.log").read_text()
+        assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 40
+        # DuckDB would replay the session's WAL into the new snapshot on open; publishing removes it.
+        assert single_number(newsmon_sql(config, scratch)) == 0
+        assert session.count() == 0
+        session.close()
+    assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 40
+    assert single_number(newsmon_sql(config, scratch)) == 0, "closing the session changed nothing published"
