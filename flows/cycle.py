@@ -127,24 +127,27 @@ class _RunState:
     run_id: str
     started: datetime
     summary: RunSummary
+    logger: logging.Logger | logging.LoggerAdapter
 
 
-async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None) -> RunSummary:
+async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None, logger=None) -> RunSummary:
     """Run one full ingest cycle against settings.database and publish the result for readers.
 
     A cycle that finds another one writing the same database is skipped, not queued: the running
     one already covers the same feeds, and the next scheduled run picks up whatever is new.
+    `progress` (start(total), advance(n)) follows the page downloads; `logger` gets one line per feed.
     """
+    logger = logger or log
     try:
         with writer_lock(settings.database):
-            return await _locked_cycle(settings, stages or Stages(), progress)
+            return await _locked_cycle(settings, stages or Stages(), progress, logger)
     except RunInProgress as exc:
-        log.warning("skipped: %s", exc)
+        logger.warning("skipped: %s", exc)
         return RunSummary(skipped=str(exc))
 
 
-async def _locked_cycle(settings: Settings, stages: Stages, progress) -> RunSummary:
-    state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary())
+async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) -> RunSummary:
+    state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary(), logger)
     con = open_writer(settings.database)
     try:
         _start_run(con, state)
@@ -172,7 +175,7 @@ async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stag
     state.summary.feeds_backing_off = len(waiting)
     results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
     for r in results:
-        log.info("feed %s: %s%s, %d entries, %.2fs", r.response.source.url, r.response.outcome,
+        state.logger.info("feed %s: %s%s, %d entries, %.2fs", r.response.source.url, r.response.outcome,
                  f" ({r.error})" if r.error else "", len(r.entries), r.elapsed_s)
     state.summary.add_feeds(results)
     return results

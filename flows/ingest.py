@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import cycle
 from flows.config import load_settings
 from flows.delivery import alert_and_deliver
+from flows.progress import terminal_progress
 from flows.summary import RunSummary
 
 # Stage inputs are live objects (HTTP client, DB connection): nothing to cache or persist.
@@ -27,9 +28,11 @@ TASK_STAGES = cycle.Stages(
 async def ingest_flow(config: str = "newsmon.toml") -> RunSummary:
     """One ingest cycle for the feeds in `config`; returns the run summary."""
     settings = load_settings(config)
-    summary = await cycle.run_cycle(settings, TASK_STAGES)
+    logger = get_run_logger()
+    with terminal_progress() as progress:
+        summary = await cycle.run_cycle(settings, TASK_STAGES, progress=progress, logger=logger)
     for line in summary.lines():
-        get_run_logger().info(line)
+        logger.info(line)
     await _publish_artifact(summary)
     return summary
 
