@@ -139,3 +139,29 @@ def test_dead_webhook_stays_pending_then_is_sent_once(tmp_path, fixture_site, ht
     assert len(ids) == 1, "every try of one hit carries the same delivery id"
     run_flow(config)
     assert len(http_server.hits("/hook")) == tries_while_down + 1, "a delivered hit is never sent again"
+
+
+def test_a_new_process_still_finds_copies_of_articles_stored_before(tmp_path, fixture_site, http_server,
+                                                                     smtp_server, db_path):
+    """Near-duplicate lookup lives in the database (band keys), not in a process's memory."""
+    import subprocess
+    import sys
+
+    http_server.route("/hook", Response(200, b"ok"))
+
+    class SiteFeedsOnly:
+        def feed_urls(self):
+            return fixture_site.feed_urls()[:2]
+
+    def newsmon_run(config):
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--config", config],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    newsmon_run(write_config(tmp_path, SiteFeedsOnly(), http_server.url("/hook"), smtp_server.port, db_path))
+    assert query(db_path, "SELECT count(*) FROM articles WHERE duplicate_of IS NOT NULL") == [(0,)]
+    newsmon_run(write_config(tmp_path, fixture_site, http_server.url("/hook"), smtp_server.port, db_path))
+    kinds = dict(query(db_path, """SELECT regexp_extract(url, '[^/]+$'), duplicate_kind FROM articles
+                                   WHERE duplicate_of IS NOT NULL"""))
+    assert kinds == {"depeche-syrie-coalition.html": "exact", "depeche-syrie-coalition-maj.html": "near"}
+    assert len(http_server.hits("/hook")) == 1, "the copies found by the second process did not alert"
