@@ -54,9 +54,9 @@ def config_for(tmp_path, server, smtp_port, db_path):
 
 
 def test_sigkill_mid_run_then_rerun_stores_each_article_once_and_alerts_each_once(
-        tmp_path, slow_site, smtp_server, db_path):
+        tmp_path, slow_site, smtp_server, db_path, newsmon_env):
     config = config_for(tmp_path, slow_site, smtp_server.port, db_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**newsmon_env, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--config", config], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

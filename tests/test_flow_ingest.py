@@ -142,7 +142,7 @@ def test_dead_webhook_stays_pending_then_is_sent_once(tmp_path, fixture_site, ht
 
 
 def test_a_new_process_still_finds_copies_of_articles_stored_before(tmp_path, fixture_site, http_server,
-                                                                     smtp_server, db_path):
+                                                                     smtp_server, db_path, newsmon_env):
     """Near-duplicate lookup lives in the database (band keys), not in a process's memory."""
     import subprocess
     import sys
@@ -155,7 +155,7 @@ def test_a_new_process_still_finds_copies_of_articles_stored_before(tmp_path, fi
 
     def newsmon_run(config):
         proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--config", config],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env=newsmon_env)
         assert proc.returncode == 0, proc.stderr[-2000:]
 
     newsmon_run(write_config(tmp_path, SiteFeedsOnly(), http_server.url("/hook"), smtp_server.port, db_path))
