@@ -6,6 +6,7 @@ run them bare. The orchestration is the same either way.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from ingest.extract import article_from_entry, extract_article
 from ingest.fetch import Fetcher
 from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
 from ingest.parse import FeedParseError, parse_feed
+from ingest.urls import host_of
 from storage import feeds as feed_store
 from storage import runs as run_store
 from storage.articles import StoreResult, known_urls, store_articles
@@ -31,6 +33,7 @@ from flows.summary import AlertReport, RunSummary
 
 log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
+BATCHES_IN_FLIGHT = 4  # page batches downloading or waiting for extraction at once
 
 
 @dataclass(frozen=True)
@@ -183,18 +186,46 @@ async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stag
 
 async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings: Settings, stages: Stages,
                       state: _RunState, progress) -> None:
-    batches = [entries[i:i + PAGE_BATCH] for i in range(0, len(entries), PAGE_BATCH)]
+    ordered = interleave_by_host(entries)
+    batches = iter([ordered[i:i + PAGE_BATCH] for i in range(0, len(ordered), PAGE_BATCH)])
     if progress:
         progress.start(len(entries))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
-        pending = [asyncio.ensure_future(stages.fetch_and_extract(fetcher, b, pool)) for b in batches]
-        for next_done in asyncio.as_completed(pending):
-            batch = await next_done
-            # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
-            result = stages.store(con, batch, settings, state.run_id)
-            state.summary.add_batch(batch, result)
-            if progress:
-                progress.advance(len(batch.articles))
+        running: set[asyncio.Future] = set()
+
+        def launch() -> None:
+            batch = next(batches, None)
+            if batch:
+                running.add(asyncio.ensure_future(stages.fetch_and_extract(fetcher, batch, pool)))
+
+        # A bounded window: downloads run ahead of the single extraction thread by a few batches at most,
+        # so memory stays flat however many pages a run has.
+        for _ in range(BATCHES_IN_FLIGHT):
+            launch()
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                batch = finished.result()
+                # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
+                result = stages.store(con, batch, settings, state.run_id)
+                state.summary.add_batch(batch, result)
+                if progress:
+                    progress.advance(len(batch.articles))
+                launch()
+
+
+def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+    """Round-robin over hosts: every batch spreads over many sites, so one big site cannot stall the window."""
+    queues: dict[str, deque[FeedEntry]] = {}
+    for entry in entries:
+        queues.setdefault(host_of(entry.url), deque()).append(entry)
+    ordered: list[FeedEntry] = []
+    while queues:
+        for host in list(queues):
+            ordered.append(queues[host].popleft())
+            if not queues[host]:
+                del queues[host]
+    return ordered
 
 
 def _record_feeds(con, results: Sequence[FeedResult], state: _RunState) -> None:

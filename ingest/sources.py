@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from trafilatura.feeds import FeedParameters, determine_feed
+from trafilatura.utils import load_html
 
 from .models import FeedSource
 
@@ -42,8 +43,25 @@ def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
 
+# trafilatura takes any <link rel="alternate"> of these types for a feed; WordPress advertises its
+# REST API that way on every static page, which would become a feed that fails on every run.
+# (JSON Feed announces itself as application/feed+json, which is kept.)
+_NOT_FEED_TYPES = {"application/json", "text/plain"}
+
+
 def feeds_from_home_page(html: bytes, page_url: str) -> list[str]:
     """Feed URLs a home page advertises (<link rel="alternate" type="application/rss+xml" ...>), via trafilatura."""
-    host = urlsplit(page_url).hostname or ""
-    params = FeedParameters(page_url, host, page_url)
-    return determine_feed(html.decode("utf-8", errors="replace"), params)
+    tree = load_html(html.decode("utf-8", errors="replace"))
+    if tree is None:
+        return []
+    scheme = urlsplit(page_url).scheme or "http"
+    not_feeds = set()
+    for link in tree.xpath("//link[@href] | //a[@href]"):
+        href = link.get("href").strip()
+        if href.startswith("//"):  # trafilatura would give a protocol-relative link to another host plain http
+            link.set("href", f"{scheme}:{href}")
+        if (link.tag == "link" and link.get("rel") == "alternate"
+                and link.get("type", "").split(";")[0].strip().lower() in _NOT_FEED_TYPES):
+            not_feeds.add(urljoin(page_url, link.get("href").strip()))
+    found = determine_feed(tree, FeedParameters(page_url, urlsplit(page_url).hostname or "", page_url))
+    return [url for url in found if url not in not_feeds]
