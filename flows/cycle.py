@@ -207,7 +207,9 @@ async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings:
             for finished in done:
                 batch = finished.result()
                 # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
-                result = stages.store(con, batch, settings, state.run_id)
+                # In a thread (DuckDB releases the GIL), so downloads go on while it is written; batches
+                # are still stored one at a time, as the single connection requires.
+                result = await asyncio.to_thread(stages.store, con, batch, settings, state.run_id)
                 state.summary.add_batch(batch, result)
                 if progress:
                     progress.advance(len(batch.articles))
