@@ -95,6 +95,8 @@ def _delivery_ids(hits: Sequence[AlertHit], settings: Settings) -> dict[tuple[st
 def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport) -> None:
     """Try every pending delivery on the named channels, including those left over from earlier runs."""
     queue = alert_store.pending(con, names)
+    if not queue:
+        return
     by_channel: dict[str, list[tuple[AlertHit, int]]] = {}
     for hit, channel, attempts in queue:
         by_channel.setdefault(channel, []).append((hit, attempts))
