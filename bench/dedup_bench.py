@@ -1,13 +1,19 @@
 """Duplicate detection benchmark: quality on edited copies of real article bodies, and the cost of
-checking and storing one article against DuckDB stores of two sizes.
+storing new articles with storage.articles.store_articles against stores of two sizes.
 
     .venv/bin/python bench/dedup_bench.py            # full run (10k and 100k stores)
     .venv/bin/python bench/dedup_bench.py --quick    # 2k and 20k stores, fewer inserts
+    .venv/bin/python bench/dedup_bench.py --only scale
+
+The scale part runs the code newsmon runs: storage.db.open_writer creates each store with the
+migrations in storage/migrations, and every timed article goes through store_articles. The stores
+are filled directly: worker processes sign the texts and write every articles column plus the
+band keys of ingest.dedup.band_keys as NDJSON, which DuckDB loads with read_json (storing 100k
+articles through store_articles would sign them all again in one process).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -19,9 +25,12 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import numpy as np
@@ -29,12 +38,17 @@ from datasketch import MinHashLSH
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+import storage.articles as store_mod  # noqa: E402
+from flows.cycle import PAGE_BATCH  # noqa: E402
 from ingest.dedup import (  # noqa: E402
-    DedupParams, Link, Member, band_keys, content_hash, plan_links, signature, similarity, tokens,
+    NEAR, DedupParams, Member, band_keys, content_hash, plan_links, signature, similarity, tokens,
 )
+from ingest.models import Article  # noqa: E402
+from ingest.urls import url_id  # noqa: E402
+from storage.articles import StoreResult, store_articles  # noqa: E402
+from storage.db import open_writer, work_path  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus"
-SQL_FILE = REPO / "docs/dedup_schema.sql"
 DEFAULTS = DedupParams()
 EDITS = ("new_intro", "appended", "drop_last_paragraph", "boilerplate", "reorder_10pct", "intro+appended+byline")
 NAMES = ("Anna Keller", "David Moreau", "Li Wei", "Sofia Rossi", "James Okafor", "Maria Santos")
@@ -275,14 +289,27 @@ def lsh_alternatives(kept: list[Doc], sigs: np.ndarray, sims: np.ndarray) -> Non
               f"precision={m['precision']:.4f} cands/text={m['cands_per_doc']:.2f}")
 
 
-# ---------------------------------------------------------------- scale: synthetic store
+# ---------------------------------------------------------------- scale: the store newsmon runs
 
-def load_sql() -> dict[str, str]:
-    """The named statement blocks of docs/dedup_schema.sql."""
-    blocks = re.split(r"^-- name: ", SQL_FILE.read_text(encoding="utf-8"), flags=re.M)[1:]
-    return {b.split("\n", 1)[0].strip(): b.split("\n", 1)[1] for b in blocks}
+STORE_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+RUN_ID = "bench"
+CHUNK = 2_000  # stored articles made per worker task; store sizes are multiples of it
+KINDS = ("fresh", "near", "near", "exact", "earlier")
+# Steps of store_articles, timed by wrapping storage.articles' own functions (see phase_clock).
+PHASES = {"_rows": "sign", "_candidates": "lookup", "_insert": "insert", "plan_links": "plan",
+          "_apply_links": "links", "_insert_bands": "bands", "_queue_for_alerts": "queue"}
+PHASE_LABELS = (*PHASES.values(), "commit+")
+# Every column of articles; bulk_load checks that the table has exactly these.
+ROW_COLUMNS = {
+    "id": "BIGINT", "seq": "BIGINT", "url": "VARCHAR", "source_url": "VARCHAR", "feed_url": "VARCHAR",
+    "title": "VARCHAR", "author": "VARCHAR", "published_at": "TIMESTAMP WITH TIME ZONE", "date_source": "VARCHAR",
+    "fetched_at": "TIMESTAMP WITH TIME ZONE", "language": "VARCHAR", "text": "VARCHAR", "word_count": "INTEGER",
+    "description": "VARCHAR", "sitename": "VARCHAR", "extraction": "VARCHAR", "content_hash": "VARCHAR",
+    "signature": "UINTEGER[]", "run_id": "VARCHAR", "duplicate_of": "BIGINT", "duplicate_kind": "VARCHAR",
+    "similarity": "DOUBLE", "alert_pending": "BOOLEAN"}
 
 
+@lru_cache(maxsize=1)
 def vocabulary() -> tuple[list[str], np.ndarray]:
     """Words of the corpus bodies with their frequencies (a realistic, Zipf-like vocabulary)."""
     counts = Counter(w for body in load_bodies() for w in tokens(body))
@@ -291,8 +318,10 @@ def vocabulary() -> tuple[list[str], np.ndarray]:
     return list(words), p / p.sum()
 
 
-def synthetic_texts(n: int, seed: int, low: int = 250, high: int = 700) -> list[str]:
+def synthetic_texts(n: int, seed: int, low: int = 120, high: int = 250) -> list[str]:
     """n random texts of low..high words drawn from the corpus vocabulary."""
+    # Shorter than most real articles so that signing 100k of them stays within the time budget;
+    # the lookup reads signatures (num_perm values whatever the length), never texts.
     words, p = vocabulary()
     rng = np.random.default_rng(seed)
     lengths = rng.integers(low, high, size=n)
@@ -304,18 +333,6 @@ def synthetic_texts(n: int, seed: int, low: int = 250, high: int = 700) -> list[
     return out
 
 
-def _sig_chunk(texts: list[str]) -> list:
-    """Signatures of a chunk of texts (runs in a worker process)."""
-    return [signature(t, DEFAULTS) for t in texts]
-
-
-def signatures_parallel(texts: list[str]) -> list:
-    """Signatures of many texts on every core (same values as one process: the seed is fixed)."""
-    chunks = [texts[i : i + 2000] for i in range(0, len(texts), 2000)]
-    with ProcessPoolExecutor() as pool:
-        return [s for part in pool.map(_sig_chunk, chunks) for s in part]
-
-
 def near_copy(text: str, rng: random.Random) -> str:
     """A syndicated copy of a synthetic text: other first words, an added closing line."""
     words = text.split()
@@ -323,169 +340,269 @@ def near_copy(text: str, rng: random.Random) -> str:
     return f"{lede} {' '.join(words[12:])} Reporting by {rng.choice(NAMES)}; Editing by {rng.choice(NAMES)}"
 
 
-def url_id(url: str) -> int:
-    """A signed 64-bit id from a URL, like the articles' ids (never dense, unlike a counter)."""
-    return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "little", signed=True)
+def store_url(i: int) -> str:
+    """URL of the i-th stored article (97 sites)."""
+    return f"https://site{i % 97}.example/news/{i}"
 
 
-@dataclass
-class Store:
-    """Rows of a synthetic store, in insertion order."""
-
-    rows: list[dict]
-    bands: list[dict]
-
-
-def build_store(texts: list[str], sigs: list, seed: int) -> Store:
-    """Store rows for the texts; every 20th text is a near copy of an earlier one, linked to it."""
-    rng = random.Random(seed)
-    start = datetime(2024, 1, 1)
-    rows, bands = [], []
-    for i, (text, sig) in enumerate(zip(texts, sigs)):
-        row = {"id": url_id(f"https://site{i % 97}.example/news/{i}"), "seq": i + 1, "published_at": (start + timedelta(minutes=i)).isoformat(),
-               "content_hash": content_hash(text), "signature": list(sig), "duplicate_of": None,
-               "duplicate_kind": None, "similarity": None}
-        rows.append(row)
-        bands.extend({"key": k, "article_id": row["id"]} for k in band_keys(sig, DEFAULTS))
-    return Store(rows, bands)
+def make_article(url: str, text: str, published: datetime) -> Article:
+    """An extracted article as the page stage hands it to store_articles."""
+    host = url.split("/")[2]
+    return Article(url=url, feed_url=f"https://{host}/feed.xml", title=" ".join(text.split()[:8]), author=None,
+                   published_at=published, date_source="feed", fetched_at=published + timedelta(minutes=5),
+                   language="en", text=text, content_hash=content_hash(text), extraction="trafilatura",
+                   source_url=url, word_count=len(text.split()))
 
 
-def link_store_copies(store: Store, copies_of: dict[int, int], sims: dict[int, float]) -> None:
-    """Set the links of the near copies planted in the store."""
-    for i, src in copies_of.items():
-        store.rows[i].update(duplicate_of=store.rows[src]["id"], duplicate_kind="near", similarity=sims[i])
+def article_row(a: Article, seq: int, sig: tuple | None, link: tuple[int, float] | None) -> dict:
+    """The articles row store_articles leaves for `a`, every column (link: original's id, similarity)."""
+    dup, sim = link or (None, None)
+    return {"id": url_id(a.url), "seq": seq, "url": a.url, "source_url": a.source_url, "feed_url": a.feed_url,
+            "title": a.title, "author": a.author, "published_at": a.published_at.isoformat(),
+            "date_source": a.date_source, "fetched_at": a.fetched_at.isoformat(), "language": a.language,
+            "text": a.text, "word_count": a.word_count, "description": a.description, "sitename": a.sitename,
+            "extraction": a.extraction, "content_hash": a.content_hash, "signature": list(sig) if sig else None,
+            "run_id": RUN_ID, "duplicate_of": dup, "duplicate_kind": NEAR if link else None, "similarity": sim,
+            "alert_pending": False}
 
 
-def write_store(path: Path, sql: dict[str, str], store: Store, n: int, indexed: bool) -> dict[str, float]:
-    """Create a DuckDB file holding the first n store rows; returns load/index timings."""
-    con = duckdb.connect(str(path))
-    con.execute(sql["create_tables"])
-    t0 = time.perf_counter()
-    for i in range(0, n, 10_000):
-        con.execute(sql["insert_articles"], {"rows": json.dumps(store.rows[i : min(n, i + 10_000)])})
-    nb = n * DEFAULTS.bands
-    for i in range(0, nb, 200_000):
-        con.execute(sql["insert_bands"], {"rows": json.dumps(store.bands[i : min(nb, i + 200_000)])})
-    con.execute(f"DROP SEQUENCE article_seq; CREATE SEQUENCE article_seq START {n + 1}")
-    t1 = time.perf_counter()
-    if indexed:
-        con.execute(sql["create_indexes"])
-    con.execute("CHECKPOINT")
-    t2 = time.perf_counter()
-    con.close()
-    return {"load_s": t1 - t0, "index_s": t2 - t1}
-
-
-# ---------------------------------------------------------------- scale: the per-batch cycle
-
-def to_member(row: tuple) -> Member:
-    """A lookup_candidates row as a plan member."""
-    id_, seq, published_at, chash, sig, duplicate_of = row
-    return Member(id_, seq, published_at, chash, tuple(sig) if sig is not None else None, duplicate_of)
-
-
-def link_rows(links: list[Link]) -> list[dict]:
-    """Links as update_links JSON objects."""
-    return [{"id": l.article_id, "duplicate_of": l.duplicate_of, "duplicate_kind": l.kind, "similarity": l.similarity}
-            for l in links]
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A new article as the pipeline hands it over."""
-
-    id: int
-    published_at: datetime | None
-    text: str
-
-
-def store_batch(con, sql: dict[str, str], batch: list[tuple[Incoming, str, tuple | None]]) -> dict:
-    """Check and insert a batch of (article, content_hash, signature) in one transaction; phase times in s."""
-    clock = [time.perf_counter()]
-    con.execute("BEGIN")
-    seqs = [r[0] for r in con.execute(sql["new_seqs"], {"n": len(batch)}).fetchall()]
-    keys = [k for _, _, sig in batch if sig is not None for k in band_keys(sig, DEFAULTS)]
-    clock.append(time.perf_counter())
-    found = con.execute(sql["lookup_candidates"],
-                        {"keys": json.dumps(keys), "hashes": json.dumps([h for _, h, _ in batch])}).fetchall()
-    clock.append(time.perf_counter())
-    new = [Member(a.id, s, a.published_at, h, sig) for (a, h, sig), s in zip(batch, seqs)]
-    links = plan_links(new, [to_member(r) for r in found], DEFAULTS)
-    clock.append(time.perf_counter())
-    write_batch(con, sql, new, links)
-    clock.append(time.perf_counter())
-    con.execute("COMMIT")
-    clock.append(time.perf_counter())
-    phases = dict(zip(PHASES, (b - a for a, b in zip(clock, clock[1:]))))
-    return {"phases": phases, "stored": len(found), "links": links}
-
-
-PHASES = ("begin+seq", "lookup", "plan", "write", "commit")
-
-
-def write_batch(con, sql: dict[str, str], new: list[Member], links: list[Link]) -> None:
-    """Insert the new rows and bands and re-point stored rows, inside the caller's transaction."""
-    by_id = {l.article_id: l for l in links}
-    rows = [{"id": m.id, "seq": m.seq, "published_at": m.published_at.isoformat() if m.published_at else None,
-             "content_hash": m.content_hash, "signature": list(m.signature) if m.signature else None,
-             "duplicate_of": by_id[m.id].duplicate_of, "duplicate_kind": by_id[m.id].kind,
-             "similarity": by_id[m.id].similarity} for m in new]
-    con.execute(sql["insert_articles"], {"rows": json.dumps(rows)})
-    bands = [{"key": k, "article_id": m.id} for m in new if m.signature for k in band_keys(m.signature, DEFAULTS)]
-    if bands:
-        con.execute(sql["insert_bands"], {"rows": json.dumps(bands)})
-    new_ids = {m.id for m in new}
-    repoint = [l for l in links if l.article_id not in new_ids]
-    if repoint:
-        con.execute(sql["update_links"], {"rows": json.dumps(link_rows(repoint))})
-
-
-# ---------------------------------------------------------------- scale: the run
-
-def store_texts(n: int, seed: int) -> tuple[list[str], dict[int, int]]:
-    """n synthetic texts; every 20th is a near copy of a random earlier one (index -> source index)."""
-    # Shorter than real articles so that signing 100k of them stays within the time budget; the
-    # stored row is the same size whatever the text length (the signature has num_perm values).
-    texts = synthetic_texts(n, seed, 120, 250)
-    rng = random.Random(seed)
+def chunk_texts(k: int, seed: int) -> tuple[list[str], dict[int, int]]:
+    """Texts of store rows k*CHUNK...; every 20th is a near copy of an earlier one (index -> source index)."""
+    texts = synthetic_texts(CHUNK, seed * 1000 + k)
+    rng = random.Random(seed * 1000 + k)
     # Sources are never copies themselves: the store must hold clusters, not chains.
-    copies = {i: rng.choice([j for j in range(max(0, i - 40), i) if j % 20]) for i in range(20, n, 20)}
+    copies = {i: rng.choice([j for j in range(max(0, i - 40), i) if j % 20]) for i in range(20, CHUNK, 20)}
     for i, src in copies.items():
         texts[i] = near_copy(texts[src], rng)
     return texts, copies
 
 
-def incoming(texts: list[str], fresh: list[str], pool: int, m: int, seed: int, site: str = "wire") -> list[tuple[Incoming, str]]:
-    """m new articles with their expected outcome: fresh, near or exact copies, earlier-published copies."""
+def _write_chunk(job: tuple[int, int, str, bool]) -> tuple[int, list[str]]:
+    """Make, sign and link chunk k of the store; write its article and band rows as NDJSON files.
+
+    Runs in a worker process. Returns how many planted copies were linked (those reaching the
+    threshold, as store_articles links them) and, when asked, the chunk's texts."""
+    k, seed, folder, keep_texts = job
+    texts, copies = chunk_texts(k, seed)
+    base = k * CHUNK
+    arts = [make_article(store_url(base + i), t, STORE_START + timedelta(minutes=base + i)) for i, t in enumerate(texts)]
+    sigs = [signature(t, DEFAULTS) for t in texts]
+    linked = 0
+    with open(f"{folder}/articles-{k:03d}.ndjson", "w") as fa, open(f"{folder}/bands-{k:03d}.ndjson", "w") as fb:
+        for i, (a, sig) in enumerate(zip(arts, sigs)):
+            src, link = copies.get(i), None
+            if src is not None and sig and sigs[src] and similarity(sig, sigs[src]) >= DEFAULTS.near_threshold:
+                link = (url_id(arts[src].url), similarity(sig, sigs[src]))
+                linked += 1
+            fa.write(json.dumps(article_row(a, base + i + 1, sig, link)) + "\n")
+            if sig:
+                fb.writelines(f'{{"key":{key},"article_id":{url_id(a.url)}}}\n' for key in band_keys(sig, DEFAULTS))
+    return linked, texts if keep_texts else []
+
+
+def make_store_rows(n: int, keep: int, seed: int, folder: Path) -> tuple[int, list[str]]:
+    """Write the rows of an n-article store on every core; return linked copies and the first `keep` texts."""
+    vocabulary()  # computed once here; the forked workers inherit it
+    jobs = [(k, seed, str(folder), k * CHUNK < keep) for k in range(n // CHUNK)]
+    with ProcessPoolExecutor() as pool:
+        done = list(pool.map(_write_chunk, jobs))
+    return sum(linked for linked, _ in done), [t for _, texts in done for t in texts][:keep]
+
+
+@dataclass
+class Store:
+    """A store under test: the database path given to open_writer, and the writer connection."""
+
+    name: str
+    path: Path
+    con: duckdb.DuckDBPyConnection | None = None
+
+    def wal_bytes(self) -> int:
+        """Size of the working file's write-ahead log (it empties when DuckDB checkpoints)."""
+        wal = work_path(self.path).with_name(work_path(self.path).name + ".wal")
+        return wal.stat().st_size if wal.exists() else 0
+
+
+def bulk_load(store: Store, folder: Path, n: int) -> float:
+    """Create the store with open_writer and load the first n articles' rows and band keys; seconds."""
+    t0 = time.perf_counter()
+    con = open_writer(store.path)
+    columns = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                               "WHERE table_name = 'articles'").fetchall())
+    if columns != ROW_COLUMNS:
+        differ = sorted(set(columns.items()) ^ set(ROW_COLUMNS.items()))
+        raise SystemExit(f"ROW_COLUMNS no longer matches the articles table: {differ}")
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in ROW_COLUMNS.items()) + "}"
+    chunks = range(n // CHUNK)
+    con.execute(f"INSERT INTO articles BY NAME SELECT * FROM read_json(?, format = 'newline_delimited', "
+                f"columns = {spec})", [[str(folder / f"articles-{k:03d}.ndjson") for k in chunks]])
+    con.execute("INSERT INTO article_bands BY NAME SELECT * FROM read_json(?, format = 'newline_delimited', "
+                "columns = {'key': 'BIGINT', 'article_id': 'BIGINT'})",
+                [[str(folder / f"bands-{k:03d}.ndjson") for k in chunks]])
+    con.execute("CHECKPOINT")
+    con.close()
+    return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A new article and what storing it must do; source is the id of the stored article it copies."""
+
+    article: Article
+    kind: str  # one of KINDS
+    source: int | None
+
+
+def planted(texts: list[str], sources: list[int], fresh: list[str], site: str, seed: int) -> list[Planted]:
+    """New articles cycling through KINDS: fresh, near and exact copies, copies published before their source."""
     rng = random.Random(seed)
-    late = datetime(2024, 1, 1) + timedelta(minutes=len(texts) + 1000)
-    # Distinct original (non-copy) sources from the part every store holds, so all stores do the same work.
-    sources = rng.sample([j for j in range(pool) if j % 20], m)
+    late = STORE_START + timedelta(days=365)
     out = []
-    for i, src in enumerate(sources):
-        kind = ("fresh", "near", "near", "exact", "earlier")[i % 5]
-        text = {"fresh": fresh[i % len(fresh)], "near": near_copy(texts[src], rng),
-                "exact": exact_variant(texts[src]), "earlier": near_copy(texts[src], rng)}[kind]
-        published = datetime(2024, 1, 1) + timedelta(minutes=src - 30) if kind == "earlier" else late + timedelta(minutes=i)
-        art = Incoming(url_id(f"https://{site}{i % 13}.example/story/{i}"), published, text)
-        out.append((art, f"{kind}:{url_id(f'https://site{src % 97}.example/news/{src}')}"))
+    for i, j in enumerate(sources):
+        kind = KINDS[i % len(KINDS)]
+        text = {"fresh": fresh[i], "exact": exact_variant(texts[j])}.get(kind) or near_copy(texts[j], rng)
+        published = STORE_START + timedelta(minutes=j - 30) if kind == "earlier" else late + timedelta(minutes=i)
+        art = make_article(f"https://{site}{i % 13}.example/story/{i}", text, published)
+        out.append(Planted(art, kind, None if kind == "fresh" else url_id(store_url(j))))
     return out
 
 
-def check_outcomes(con, expected: list[tuple[Incoming, str]]) -> dict[str, int]:
-    """Count new articles whose stored link matches what was planted; and chains (must be 0)."""
+@contextmanager
+def phase_clock() -> Iterator[Counter]:
+    """Milliseconds spent in each step of store_articles, accumulated while the block runs."""
+    spent: Counter = Counter()
+    originals = {name: getattr(store_mod, name) for name in PHASES}
+
+    def timed(fn, label):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] += (time.perf_counter() - t0) * 1000
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(store_mod, name, timed(fn, PHASES[name]))
+    try:
+        yield spent
+    finally:
+        for name, fn in originals.items():
+            setattr(store_mod, name, fn)
+
+
+def time_batches(stores: list[Store], batches: list[list[Planted]]) -> dict[str, list[dict]]:
+    """store_articles for each batch in every store in turn (interleaved); per call: ms, steps, result."""
+    out: dict[str, list[dict]] = {s.name: [] for s in stores}
+    with phase_clock() as spent:
+        for b, batch in enumerate(batches):
+            for store in stores if b % 2 == 0 else stores[::-1]:  # neither store always goes first
+                spent.clear()
+                wal = store.wal_bytes()
+                t0 = time.perf_counter()
+                result = store_articles(store.con, [p.article for p in batch], DEFAULTS, RUN_ID)
+                ms = (time.perf_counter() - t0) * 1000
+                out[store.name].append({"ms": ms, "phases": dict(spent, **{"commit+": ms - sum(spent.values())}),
+                                        "result": result, "checkpoint": store.wal_bytes() < wal})
+    return out
+
+
+def report_timings(title: str, timings: dict[str, list[dict]], size: int) -> None:
+    """Per-article cost (call time / batch size) per store, step medians, and the big/small ratios."""
+    print(f"\n{title}: ms per article; then the median of each step, per article:")
+    print("store  calls  median    mean     p90 ckpt mean_no_ckpt | " + " ".join(f"{ph:>7}" for ph in PHASE_LABELS))
+    medians, means = {}, {}
+    for name, calls in timings.items():
+        per = [c["ms"] / size for c in calls]
+        plain = [c["ms"] / size for c in calls if not c["checkpoint"]]
+        medians[name], means[name] = statistics.median(per), statistics.fmean(per)
+        steps = " ".join(f"{statistics.median(c['phases'].get(ph, 0.0) / size for c in calls):>7.2f}"
+                         for ph in PHASE_LABELS)
+        print(f"{name:<5} {len(calls):>6} {medians[name]:>7.2f} {means[name]:>7.2f} {pct(per, 0.9):>7.2f} "
+              f"{len(calls) - len(plain):>4} {statistics.fmean(plain):>12.2f} | {steps}")
+    small, big = list(timings)
+    print(f"ratio {big}/{small}: median {medians[big] / medians[small]:.2f}, mean {means[big] / means[small]:.2f}")
+
+
+def check_outcomes(con, cases: list[Planted], results: list[StoreResult]) -> Counter:
+    """Per kind: planted and correctly stored (links, original take-over, new stories queued); chains."""
+    stories = {i for r in results for i in r.new_stories}
     ok: Counter = Counter()
-    for art, label in expected:
-        kind, src = label.split(":")
-        dup, dkind = con.execute("SELECT duplicate_of, duplicate_kind FROM articles WHERE id = ?", [art.id]).fetchone()
-        root = con.execute("SELECT coalesce(duplicate_of, id) FROM articles WHERE id = ?", [int(src)]).fetchone()[0]
-        good = {"fresh": dup is None, "near": dkind == "near" and dup == root, "exact": dkind == "exact" and dup == root,
-                "earlier": dup is None and root == art.id}[kind]
-        ok[f"{kind}_ok"] += good
-        ok[kind] += 1
+    for p in cases:
+        aid = url_id(p.article.url)
+        dup, kind, pending = con.execute(
+            "SELECT duplicate_of, duplicate_kind, alert_pending FROM articles WHERE id = ?", [aid]).fetchone()
+        if p.kind == "fresh":
+            good = dup is None and pending and aid in stories
+        else:
+            root = con.execute("SELECT coalesce(duplicate_of, id) FROM articles WHERE id = ?", [p.source]).fetchone()[0]
+            taken_over = dup is None and root == aid
+            good = aid not in stories and (taken_over if p.kind == "earlier" else dup == root and kind == p.kind)
+        ok[p.kind] += 1
+        ok[f"{p.kind}_ok"] += bool(good)
     ok["chains"] = con.execute("SELECT count(*) FROM articles a JOIN articles o ON a.duplicate_of = o.id "
                                "WHERE o.duplicate_of IS NOT NULL").fetchone()[0]
-    return dict(ok)
+    return ok
+
+
+def report_outcomes(stores: list[Store], runs: dict[str, tuple[list[Planted], dict[str, list[dict]]]]) -> bool:
+    """Planted cases stored as expected, per run and store; True when all of them were."""
+    print("\noutcomes (ok/planted; fresh: unlinked and queued for alerts; earlier: became the original):")
+    all_ok = True
+    for label, (cases, timings) in runs.items():
+        for store in stores:
+            o = check_outcomes(store.con, cases, [c["result"] for c in timings[store.name]])
+            all_ok &= o["chains"] == 0 and all(o[f"{k}_ok"] == o[k] for k in KINDS)
+            print(f"  {label:<12} {store.name:<5} " + " ".join(f"{k}={o[f'{k}_ok']}/{o[k]}" for k in dict.fromkeys(KINDS))
+                  + f" chains={o['chains']}")
+    print("all planted cases stored as expected" if all_ok else "MISMATCH: some planted cases were stored wrongly")
+    return all_ok
+
+
+def scale(quick: bool) -> bool:
+    """Print the scale section; True when every planted case came out right."""
+    small, big, singles, batches = (2_000, 20_000, 60, 4) if quick else (10_000, 100_000, 200, 12)
+    print(f"\n## Scale: store_articles against stores of {small // 1000}k and {big // 1000}k articles")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        linked, texts = make_store_rows(big, small, seed=11, folder=folder)
+        print(f"{big} synthetic texts made, signed and written as rows in {time.perf_counter() - t0:.1f}s "
+              f"({linked} planted near copies linked)")
+        stores = [Store(f"{n // 1000}k", folder / f"store-{n // 1000}k.duckdb") for n in (small, big)]
+        for store, n in zip(stores, (small, big)):
+            print(f"  {store.name}: open_writer + rows and band keys loaded + CHECKPOINT in "
+                  f"{bulk_load(store, folder, n):.1f}s")
+        for p in folder.glob("*.ndjson"):
+            p.unlink()
+        sources = random.Random(5).sample([j for j in range(small) if j % 20], 10 + singles + batches * PAGE_BATCH)
+        fresh = synthetic_texts(len(sources), seed=99)
+        warm = planted(texts, sources[:10], fresh, "warm", seed=4)
+        one = planted(texts, sources[10 : 10 + singles], fresh[10:], "wire", seed=5)
+        many = planted(texts, sources[10 + singles :], fresh[10 + singles :], "agency", seed=6)
+        for store in stores:
+            store.con = open_writer(store.path)  # reopened, as a run opens it
+        first = time_batches(stores, [[p] for p in warm])
+        print("first 10 calls after opening (index pages load on first use), ms: " + "; ".join(
+            f"{name} {t[0]['ms']:.0f} then median {statistics.median(c['ms'] for c in t[1:]):.1f}"
+            for name, t in first.items()))
+        t1 = time_batches(stores, [[p] for p in one])
+        report_timings(f"batches of 1 ({singles} calls)", t1, 1)
+        tn = time_batches(stores, [many[i : i + PAGE_BATCH] for i in range(0, len(many), PAGE_BATCH)])
+        report_timings(f"batches of {PAGE_BATCH} ({batches} calls; flows/cycle.py PAGE_BATCH)", tn, PAGE_BATCH)
+        ok = report_outcomes(stores, {"batch of 1": (one, t1), f"batch of {PAGE_BATCH}": (many, tn)})
+        print("\nCHECKPOINT after the inserts (publish runs one per run), ms: " + "; ".join(
+            f"{s.name} {checkpoint_ms(s.con):.0f}" for s in stores))
+        for store in stores:
+            store.con.close()
+    return ok
+
+
+def checkpoint_ms(con) -> float:
+    """Time of one CHECKPOINT."""
+    t0 = time.perf_counter()
+    con.execute("CHECKPOINT")
+    return (time.perf_counter() - t0) * 1000
 
 
 def pct(values: list[float], q: float) -> float:
@@ -494,134 +611,8 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
-def time_inserts(cons: dict, sql: dict[str, str], arts: list[tuple[Incoming, str]]) -> dict[str, dict]:
-    """Check and insert each article in every store in turn (interleaved); per-store timings in ms."""
-    out = {name: {"total": [], "stored": [], **{ph: [] for ph in PHASES}} for name in cons}
-    sig_ms = []
-    for art, _ in arts:
-        t0 = time.perf_counter()
-        chash, sig = content_hash(art.text), signature(art.text, DEFAULTS)
-        sig_ms.append((time.perf_counter() - t0) * 1000)
-        for name, con in cons.items():
-            t1 = time.perf_counter()
-            r = store_batch(con, sql, [(art, chash, sig)])
-            out[name]["total"].append((time.perf_counter() - t1) * 1000 + sig_ms[-1])
-            out[name]["stored"].append(r["stored"])
-            for ph, secs in r["phases"].items():
-                out[name][ph].append(secs * 1000)
-    out["_sig"] = {"total": sig_ms}
-    return out
-
-
-def warm_up(con, sql: dict[str, str], store: Store, n: int, count: int) -> list[float]:
-    """Look up `count` stored articles right after opening the file; each lookup's time in ms.
-
-    ART pages are read from disk on first use, so early lookups on a big index are slow: a writer
-    that opens the file per batch pays part of that in every batch, a long-running one once."""
-    out = []
-    for row in random.Random(3).sample(store.rows[:n], count):
-        keys = band_keys(row["signature"], DEFAULTS)
-        t0 = time.perf_counter()
-        con.execute(sql["lookup_candidates"], {"keys": json.dumps(keys), "hashes": json.dumps([row["content_hash"]])}).fetchall()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def time_batch(cons: dict, sql: dict[str, str], arts: list[tuple[Incoming, str]]) -> dict[str, float]:
-    """Check and insert all `arts` as one batch (one lookup, one transaction) per store; ms."""
-    prepared = [(a, content_hash(a.text), signature(a.text, DEFAULTS)) for a, _ in arts]
-    out = {}
-    for name, con in cons.items():
-        t0 = time.perf_counter()
-        store_batch(con, sql, prepared)
-        out[name] = (time.perf_counter() - t0) * 1000
-    return out
-
-
-def scale(quick: bool) -> None:
-    """Print the scale section."""
-    small, big, m, warm = (2_000, 20_000, 40, 100) if quick else (10_000, 100_000, 200, 300)
-    sql = load_sql()
-    t0 = time.perf_counter()
-    texts, copies = store_texts(big, seed=11)
-    print(f"\n## Scale: {big} synthetic texts made in {time.perf_counter() - t0:.1f}s", end="")
-    sigs = signatures_parallel(texts)
-    store = build_store(texts, sigs, seed=11)
-    link_store_copies(store, copies, {i: similarity(sigs[i], sigs[s]) for i, s in copies.items()})
-    print(f", signed and laid out as rows in {time.perf_counter() - t0:.1f}s "
-          f"({len(copies)} planted near copies); {m} new articles per store")
-    with tempfile.TemporaryDirectory() as tmp:
-        cons, cold = {}, {}
-        for indexed in (True, False):
-            for n in (small, big):
-                name = f"{'ART' if indexed else 'hash'}-{n // 1000}k"
-                t = write_store(Path(tmp) / f"{name}.duckdb", sql, store, n, indexed)
-                print(f"  {name}: bulk load {t['load_s']:.1f}s, indexes+checkpoint {t['index_s']:.1f}s")
-                cons[name] = duckdb.connect(str(Path(tmp) / f"{name}.duckdb"))
-                cold[name] = warm_up(cons[name], sql, store, n, warm)
-        report_cold(cold)
-        fresh = synthetic_texts(2 * m, seed=99)
-        arts = incoming(texts, fresh[:m], small, m, seed=5)
-        report_scale(time_inserts(cons, sql, arts), small, big)
-        report_batch(time_batch(cons, sql, incoming(texts, fresh[m:], small, m // 2, seed=6, site="agency")), m // 2)
-        report_outcomes(cons, arts)
-        report_checkpoints(cons)
-
-
-def report_batch(totals: dict[str, float], size: int) -> None:
-    """Per-article cost when a whole batch shares one lookup and one transaction."""
-    print(f"\none batch of {size} articles (one lookup query, one transaction), ms:")
-    for name, total in totals.items():
-        print(f"  {name:<11} total {total:.0f}, per article {total / size:.2f}")
-
-
-def report_scale(timings: dict, small: int, big: int) -> None:
-    """Per-article cost table, phase medians and the big/small ratios."""
-    sig = timings.pop("_sig")["total"]
-    print(f"\nsignature + content_hash in Python: median {statistics.median(sig):.2f} ms")
-    print("per article (signature + lookup + plan + insert row and bands + commit), ms; then phase medians:")
-    print("store        median    p90    mean " + " ".join(f"{ph:>9}" for ph in PHASES) + "  rows_fetched")
-    for name, t in timings.items():
-        phases = " ".join(f"{statistics.median(t[ph]):>9.2f}" for ph in PHASES)
-        print(f"{name:<11} {statistics.median(t['total']):>7.2f} {pct(t['total'], 0.9):>6.2f} "
-              f"{statistics.fmean(t['total']):>7.2f} {phases} {statistics.fmean(t['stored']):>13.2f}")
-    for kind in ("ART", "hash"):
-        a, b = timings[f"{kind}-{small // 1000}k"], timings[f"{kind}-{big // 1000}k"]
-        print(f"ratio {kind} {big // 1000}k/{small // 1000}k: median {statistics.median(b['total']) / statistics.median(a['total']):.2f}, "
-              f"mean {statistics.fmean(b['total']) / statistics.fmean(a['total']):.2f}, "
-              f"lookup median {statistics.median(b['lookup']) / statistics.median(a['lookup']):.2f}")
-
-
-def report_cold(cold: dict[str, list[float]]) -> None:
-    """Lookup times from opening the file until the index is warm (before the timed inserts)."""
-    n = len(next(iter(cold.values())))
-    step = n // 5
-    print(f"\n{n} lookups right after opening the file (ART pages load on first use): median ms per {step}:")
-    for name, t in cold.items():
-        print(f"  {name:<11} first {t[0]:>6.1f} | " + " ".join(f"{statistics.median(t[i:i + step]):>6.1f}" for i in range(0, n, step)))
-
-
-def report_outcomes(cons: dict, arts: list) -> None:
-    """Links the stores ended up with, per planted kind."""
-    print("\noutcomes (ok/planted):")
-    for name, con in cons.items():
-        o = check_outcomes(con, arts)
-        parts = " ".join(f"{k}={o.get(k + '_ok', 0)}/{o[k]}" for k in ("fresh", "near", "exact", "earlier"))
-        print(f"  {name:<11} {parts} chains={o['chains']}")
-
-
-def report_checkpoints(cons: dict) -> None:
-    """Time of the CHECKPOINT that closes a batch window (once per run, not per article)."""
-    print("\nCHECKPOINT after the inserts (once per batch/run), ms:")
-    for name, con in cons.items():
-        t0 = time.perf_counter()
-        con.execute("CHECKPOINT")
-        print(f"  {name:<11} {(time.perf_counter() - t0) * 1000:.0f}")
-        con.close()
-
-
 def main() -> None:
-    """Run both sections and print the report."""
+    """Run both sections and print the report; exit 1 if a planted case was stored wrongly."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller stores, fewer inserts, one shingle size")
     ap.add_argument("--only", choices=("quality", "scale"), help="run one section")
@@ -629,11 +620,13 @@ def main() -> None:
     print(f"# dedup benchmark ({'quick' if args.quick else 'full'}); duckdb {duckdb.__version__}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
+    ok = True
     if args.only != "scale":
         quality(args.quick)
     if args.only != "quality":
-        scale(args.quick)
+        ok = scale(args.quick)
     print(f"\ntotal {time.perf_counter() - t0:.0f}s; load average at the end {os.getloadavg()[0]:.1f}")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

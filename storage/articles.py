@@ -42,12 +42,17 @@ def store_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
                    run_id: str) -> StoreResult:
     """Insert a batch and link its duplicates, all in one transaction; re-running it adds nothing."""
     rows = _rows(articles, params, run_id)
+    if not rows:
+        return StoreResult((), (), ())
     with transaction(con):
+        # Look up before inserting: once the transaction holds uncommitted rows of a table, DuckDB
+        # scans the whole table instead of its indexes (docs/DEDUP.md, "Storage"). Rows of the batch
+        # that an earlier run stored may be among the candidates: they are stored members like any other.
+        stored = _candidates(con, rows, params)
         inserted = _insert(con, rows)
         if not inserted:
             return StoreResult((), (), ())
         new = [_member(rows[i], seq) for i, seq in inserted]
-        stored = _candidates(con, new, params)
         links = plan_links(new, stored, params)
         _apply_links(con, links)
         _insert_bands(con, [rows[i] for i, _ in inserted], params)
@@ -96,25 +101,44 @@ def _member(row: dict, seq: int) -> Member:
                   signature=tuple(sig) if sig else None, duplicate_of=None)
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, new: Sequence[Member], params: DedupParams) -> list[Member]:
-    """Stored rows sharing a content hash or an LSH band key with a new one, plus their whole clusters."""
-    new_ids = [m.id for m in new]
-    hashes = sorted({m.content_hash for m in new})
-    keys = sorted({k for m in new if m.signature for k in band_keys(m.signature, params)})
-    rows = con.execute("""
-        WITH new_ids AS (SELECT unnest(from_json(?::JSON, '["BIGINT"]')) AS id),
-        hit AS (
-            SELECT id FROM articles WHERE content_hash IN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')))
-            UNION
-            SELECT article_id FROM article_bands WHERE key IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))
-        ),
-        roots AS (SELECT coalesce(a.duplicate_of, a.id) AS root FROM articles a JOIN hit USING (id))
-        SELECT id, seq, published_at, content_hash, signature, duplicate_of FROM articles
-        WHERE (id IN (SELECT root FROM roots) OR duplicate_of IN (SELECT root FROM roots))
-          AND id NOT IN (SELECT id FROM new_ids)""",
-                       [json_param(new_ids), json_param(hashes), json_param(keys)]).fetchall()
+# Every step is a join whose small side DuckDB turns into an IN filter on the big table's index.
+# (`id IN (subquery) OR duplicate_of IN (subquery)` cannot be served that way: it scanned articles.)
+_CANDIDATES = """
+    WITH probe_keys AS (SELECT DISTINCT unnest(from_json(?::JSON, '["BIGINT"]')) AS key),
+    probe_hashes AS (SELECT DISTINCT unnest(from_json(?::JSON, '["VARCHAR"]')) AS content_hash),
+    hits AS (
+        SELECT b.article_id AS id FROM article_bands b JOIN probe_keys p ON b.key = p.key
+        UNION
+        SELECT a.id FROM articles a JOIN probe_hashes h ON a.content_hash = h.content_hash
+    ),
+    roots AS (SELECT DISTINCT coalesce(a.duplicate_of, a.id) AS root FROM articles a JOIN hits ON a.id = hits.id)
+    SELECT a.id, a.seq, a.published_at, a.content_hash, a.signature, a.duplicate_of
+    FROM articles a JOIN roots r ON a.id = r.root
+    UNION
+    SELECT a.id, a.seq, a.published_at, a.content_hash, a.signature, a.duplicate_of
+    FROM articles a JOIN roots r ON a.duplicate_of = r.root"""
+# DuckDB builds that IN filter only up to `dynamic_or_filter_threshold` values (50 by default), and a
+# batch of 25 articles probes 800 band keys. Far bigger batches (a bulk import) keep the default: a
+# scan of article_bands costs about as much as an IN filter that long.
+_DEFAULT_OR_FILTER = 50
+_MAX_INDEX_PROBE = 2048
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: DedupParams) -> list[Member]:
+    """Stored rows sharing a content hash or an LSH band key with one of `rows`, plus their whole clusters."""
+    hashes = sorted({r["content_hash"] for r in rows})
+    keys = sorted({k for r in rows if r["signature"] for k in band_keys(tuple(r["signature"]), params)})
+    probe = len(keys) + len(hashes)
+    widen = _DEFAULT_OR_FILTER < probe <= _MAX_INDEX_PROBE
+    if widen:
+        con.execute(f"SET dynamic_or_filter_threshold = {probe}")
+    try:
+        found = con.execute(_CANDIDATES, [json_param(keys), json_param(hashes)]).fetchall()
+    finally:
+        if widen:
+            con.execute("RESET dynamic_or_filter_threshold")
     return [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
-                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5]) for r in rows]
+                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5]) for r in found]
 
 
 def _apply_links(con: duckdb.DuckDBPyConnection, links: Sequence[Link]) -> None:
