@@ -306,7 +306,7 @@ ROW_COLUMNS = {
     "fetched_at": "TIMESTAMP WITH TIME ZONE", "language": "VARCHAR", "text": "VARCHAR", "word_count": "INTEGER",
     "description": "VARCHAR", "sitename": "VARCHAR", "extraction": "VARCHAR", "content_hash": "VARCHAR",
     "signature": "UINTEGER[]", "run_id": "VARCHAR", "duplicate_of": "BIGINT", "duplicate_kind": "VARCHAR",
-    "similarity": "DOUBLE", "alert_pending": "BOOLEAN"}
+    "similarity": "DOUBLE"}
 
 
 @lru_cache(maxsize=1)
@@ -362,8 +362,7 @@ def article_row(a: Article, seq: int, sig: tuple | None, link: tuple[int, float]
             "date_source": a.date_source, "fetched_at": a.fetched_at.isoformat(), "language": a.language,
             "text": a.text, "word_count": a.word_count, "description": a.description, "sitename": a.sitename,
             "extraction": a.extraction, "content_hash": a.content_hash, "signature": list(sig) if sig else None,
-            "run_id": RUN_ID, "duplicate_of": dup, "duplicate_kind": NEAR if link else None, "similarity": sim,
-            "alert_pending": False}
+            "run_id": RUN_ID, "duplicate_of": dup, "duplicate_kind": NEAR if link else None, "similarity": sim}
 
 
 def chunk_texts(k: int, seed: int) -> tuple[list[str], dict[int, int]]:
@@ -531,7 +530,8 @@ def check_outcomes(con, cases: list[Planted], results: list[StoreResult]) -> Cou
     for p in cases:
         aid = url_id(p.article.url)
         dup, kind, pending = con.execute(
-            "SELECT duplicate_of, duplicate_kind, alert_pending FROM articles WHERE id = ?", [aid]).fetchone()
+            "SELECT duplicate_of, duplicate_kind, id IN (SELECT article_id FROM alert_queue) FROM articles WHERE id = ?",
+            [aid]).fetchone()
         if p.kind == "fresh":
             good = dup is None and pending and aid in stories
         else:

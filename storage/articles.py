@@ -12,11 +12,11 @@ from ingest.urls import url_id
 
 from .db import json_param, transaction
 
-_ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR","title":"VARCHAR",'
-                 '"author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR","fetched_at":"TIMESTAMPTZ",'
+_ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR",'
+                 '"title":"VARCHAR","author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR","fetched_at":"TIMESTAMPTZ",'
                  '"language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
                  '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","signature":"UINTEGER[]",'
-                 '"run_id":"VARCHAR"}]')
+                 '"run_id":"VARCHAR","duplicate_of":"BIGINT","duplicate_kind":"VARCHAR","similarity":"DOUBLE"}]')
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,30 @@ def store_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
     if not rows:
         return StoreResult((), (), ())
     with transaction(con):
-        # Look up before inserting: once the transaction holds uncommitted rows of a table, DuckDB
-        # scans the whole table instead of its indexes (docs/DEDUP.md, "Storage"). Rows of the batch
-        # that an earlier run stored may be among the candidates: they are stored members like any other.
-        stored = _candidates(con, rows, params)
-        inserted = _insert(con, rows)
-        if not inserted:
+        # Everything is read before anything is written: once the transaction holds uncommitted rows of
+        # a table, DuckDB scans the whole table instead of its indexes (docs/DEDUP.md, "Storage").
+        present = _present_ids(con, [r["id"] for r in rows])
+        rows = [r for r in rows if r["id"] not in present]
+        if not rows:
             return StoreResult((), (), ())
-        new = [_member(rows[i], seq) for i, seq in inserted]
+        stored = _candidates(con, rows, params)
+        new = _number(con, rows)
         links = plan_links(new, stored, params)
-        _apply_links(con, links)
-        _insert_bands(con, [rows[i] for i, _ in inserted], params)
         result = _result(new, stored, links)
+        # New rows are written once, links included (an UPDATE rewrites the whole row); only stored rows
+        # re-pointed to a new original are updated.
+        _insert(con, rows, {l.article_id: l for l in links})
         _queue_for_alerts(con, result.new_stories)
+        new_ids = {m.id for m in new}
+        _apply_links(con, [l for l in links if l.article_id not in new_ids])
+        _insert_bands(con, rows, params)
     return result
+
+
+def _present_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> set[int]:
+    rows = con.execute("""SELECT a.id FROM articles a
+        JOIN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')) AS id) q USING (id)""", [json_param(ids)]).fetchall()
+    return {r[0] for r in rows}
 
 
 def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list[dict]:
@@ -78,21 +88,25 @@ def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list
     return sorted(rows, key=lambda r: (r["published_at"] is None, r["published_at"] or 0))
 
 
-def _insert(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> list[tuple[int, int]]:
-    """Insert rows not yet stored, numbering them in list order; return (row index, seq) of those inserted."""
-    if not rows:
-        return []
+def _number(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> list[Member]:
+    """Give rows their storage order (seq) and return them as dedup members."""
     # Single writer: numbering from max(seq) inside the transaction keeps storage order exactly the list order.
     base = con.execute("SELECT coalesce(max(seq), 0) FROM articles").fetchone()[0]
     for i, row in enumerate(rows):
         row["seq"] = base + i + 1
-    result = con.execute(f"""
+    return [_member(row, row["seq"]) for row in rows]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, rows: list[dict], links: dict[int, Link]) -> None:
+    for row in rows:
+        link = links.get(row["id"])
+        row["duplicate_of"] = link.duplicate_of if link else None
+        row["duplicate_kind"] = link.kind if link and link.duplicate_of is not None else None
+        row["similarity"] = link.similarity if link and link.duplicate_of is not None else None
+    con.execute(f"""
         INSERT INTO articles BY NAME
         SELECT * FROM (SELECT unnest(from_json(?::JSON, '{_ARTICLE_SPEC}'), recursive := true))
-        ON CONFLICT DO NOTHING
-        RETURNING id, seq""", [json_param(rows)]).fetchall()
-    index = {row["id"]: i for i, row in enumerate(rows)}
-    return sorted(((index[id_], seq) for id_, seq in result), key=lambda x: x[1])
+        ON CONFLICT DO NOTHING""", [json_param(rows)])
 
 
 def _member(row: dict, seq: int) -> Member:
@@ -161,20 +175,24 @@ def _insert_bands(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: 
             '[{"key":"BIGINT","article_id":"BIGINT"}]'), recursive := true))""", [json_param(bands)])
 
 
-def _queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int], pending: bool = True) -> None:
+def _queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
     if ids:
-        con.execute("""UPDATE articles SET alert_pending = ?
-                       WHERE id IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))""", [pending, json_param(list(ids))])
+        con.execute("""INSERT INTO alert_queue SELECT unnest(from_json(?::JSON, '["BIGINT"]'))
+                       ON CONFLICT DO NOTHING""", [json_param(list(ids))])
 
 
 def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
     """Stories stored but not yet matched against the alert rules (this run's, or a crashed run's)."""
-    return list(_articles(con, "WHERE alert_pending AND duplicate_of IS NULL ORDER BY seq"))
+    return list(_articles(con, "WHERE id IN (SELECT article_id FROM alert_queue) AND duplicate_of IS NULL "
+                               "ORDER BY seq"))
 
 
 def clear_alert_queue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
     """Mark stories as matched; run it in the transaction that records their hits."""
-    _queue_for_alerts(con, ids, pending=False)
+    if ids:
+        con.execute("""DELETE FROM alert_queue
+                       WHERE article_id IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))""",
+                    [json_param(list(ids))])
 
 
 def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:

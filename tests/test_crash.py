@@ -71,7 +71,7 @@ def test_sigkill_mid_run_then_rerun_stores_each_article_once_and_alerts_each_onc
     assert summary.skipped is None, "the kernel released the dead run's lock"
     rows = query(db_path, "SELECT count(*), count(DISTINCT url) FROM articles")
     assert rows == [(PAGES, PAGES)]
-    assert query(db_path, "SELECT count(*) FROM articles WHERE alert_pending") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM alert_queue") == [(0,)]
     matched = query(db_path, "SELECT count(*) FROM alert_matches")[0][0]
     assert matched == PAGES, "every story alerts once, those stored by the killed run included"
     hook_ids = [r.headers["x-newsmon-delivery"] for r in slow_site.hits("/hook")]
@@ -91,7 +91,7 @@ def test_failure_in_the_alert_stage_is_finished_by_the_next_run(tmp_path, slow_s
         asyncio.run(run_cycle(load_settings(config), Stages(alerts=crash)))
     con = duckdb.connect(str(db_path) + ".work", read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM articles WHERE alert_pending").fetchone()[0] == PAGES
+        assert con.execute("SELECT count(*) FROM alert_queue").fetchone()[0] == PAGES
         assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
     finally:
         con.close()
