@@ -9,9 +9,7 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -22,6 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from alerts.channels import AppriseChannel, EmailChannel, WebhookChannel
 from alerts.render import USER_AGENT, apprise_body, apprise_title, webhook_body, webhook_headers
 from ingest.models import AlertHit
+from ingest.retry_after import retry_after_seconds
 
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 2.0
@@ -180,22 +179,6 @@ def _peek(response: httpx.Response) -> str:
     except httpx.HTTPError:
         pass  # the status alone is still a useful error
     return ""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), None if absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 # --- email -----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Collection
 
 import httpcore
@@ -21,6 +20,7 @@ from tenacity import (AsyncRetrying, retry_if_result, stop_after_attempt, wait_e
                       wait_random)
 
 from ingest import netguard, robots
+from ingest.retry_after import retry_after_seconds
 from ingest.models import (BLOCKED, HTTP_ERROR, NETWORK_ERROR, NOT_HTML, NOT_MODIFIED, OK,
                            PARSE_ERROR, TIMEOUT, TOO_LARGE, FeedEntry, FeedResponse, FeedSource,
                            FetchAttempt, FetchedPage, FetchPolicy)
@@ -270,25 +270,9 @@ def _status_verdict(response: httpx.Response, ex: _Exchange, kind: str) -> bool:
     if not 200 <= status < 300:
         ex.fail(HTTP_ERROR, f"HTTP {status}")
         if status == 429 or status >= 500:
-            ex.retry_after = _retry_after(response.headers.get("retry-after"))
+            ex.retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return True
     return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - _now()).total_seconds())
 
 
 def _fail_hop(ex: _Exchange, attempts: list[FetchAttempt], error: str) -> _Exchange:

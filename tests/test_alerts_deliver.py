@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from alerts.channels import AppriseChannel, EmailChannel, WebhookChannel
+from ingest.retry_after import retry_after_seconds
 from alerts.deliver import (
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
     DeliveryOutcome,
     http_client,
-    retry_after_seconds,
     send_apprise,
     send_email,
     send_webhook,

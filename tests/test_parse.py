@@ -1,7 +1,6 @@
 """Feed parsing on real feeds from the corpus and on the fixture site's feeds."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
