@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from alerts.channels import AppriseChannel, EmailChannel, WebhookChannel
-from ingest.retry_after import retry_after_seconds
 from alerts.deliver import (
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
@@ -201,14 +200,6 @@ def test_the_run_client_delivers(http_server):
     with http_client() as run_client:
         assert send_webhook(run_client, webhook(http_server), HIT).ok
     assert http_server.hits("/hook")[0].headers["user-agent"].startswith("newsmon")
-
-
-@pytest.mark.parametrize("value, expected", [("7", 7.0), (" 0 ", 0.0), (None, None), ("soon", None),
-                                             ("Wed, 01 May 2024 08:30:10 GMT", 10.0),
-                                             ("Wed, 01 May 2024 08:00:00 GMT", 0.0)])
-def test_retry_after_parsing(value, expected):
-    now = datetime(2024, 5, 1, 8, 30, tzinfo=timezone.utc)
-    assert retry_after_seconds(value, now=now) == expected
 
 
 # --- email ----------------------------------------------------------------------------------

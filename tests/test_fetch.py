@@ -6,7 +6,6 @@ import itertools
 import time
 import tracemalloc
 import zlib
-from datetime import datetime, timedelta, timezone
 
 import brotli
 import pytest
@@ -371,13 +370,6 @@ def test_retry_after_beyond_cap_gives_up_at_once(server):
     server.route("/busy", Response(429, b"", {"Retry-After": "3600"}))
     result = page(make_policy(max_retry_after_s=5), server.url("/busy"))
     assert result.outcome == HTTP_ERROR and len(result.attempts) == 1
-
-
-def test_retry_after_http_date():
-    assert fetch._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    soon = datetime.now(timezone.utc) + timedelta(seconds=60)
-    assert 50 < fetch._retry_after(soon.strftime("%a, %d %b %Y %H:%M:%S GMT")) <= 60
-    assert fetch._retry_after("soon") is None and fetch._retry_after("7") == 7.0
 
 
 def test_404_feed_is_final(server):
