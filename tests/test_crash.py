@@ -14,7 +14,8 @@ import pytest
 from flows.config import load_settings
 from flows.cycle import Stages, run_cycle
 from tests.loopback import Response
-from tests.test_flow_ingest import query, run_flow, write_config
+from tests.helpers import query, run_flow
+from tests.test_flow_ingest import write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 PAGES = 60

@@ -1,7 +1,6 @@
 """Alerts through whole ingest cycles: fixture site, webhook receiver and SMTP server, all real, on 127.0.0.1."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -11,11 +10,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from alerts.render import delivery_id
 from tests.conftest import _LEAKY_VARS
+from tests.helpers import query, run_digest, run_flow
 from tests.loopback import Request, Response, SMTPSink, free_port
 
 SEED_PATH = "/actualites/2019/11/syrie-deminage-daesh-deir-ez-zor.html"
@@ -66,26 +65,6 @@ def email(port: int, **extra) -> dict:
 
 def alert(name: str, query: str, *channels: str, **extra) -> dict:
     return {"name": name, "query": query, "channels": list(channels), **extra}
-
-
-def run_flow(config: str):
-    from flows.ingest import ingest_flow
-
-    return asyncio.run(ingest_flow(config))
-
-
-def run_digest(config: str) -> dict:
-    from flows.digest import digest_flow
-
-    return asyncio.run(digest_flow(config))
-
-
-def query(db_path, sql, params=()):
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def alerts_listing(config: str, capsys) -> str:

@@ -5,7 +5,6 @@ was stored too: one bad site never costs the others their articles.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ import duckdb
 import pytest
 
 from tests.conftest import FIXTURES
+from tests.helpers import query as query_db
+from tests.helpers import run_flow
 from tests.loopback import LoopbackHTTPServer, Request, Response
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -103,18 +104,8 @@ def db_of(config: str) -> Path:
     return Path(config).parent / "data" / "newsmon.duckdb"
 
 
-def run_flow(config: str):
-    from flows.ingest import ingest_flow
-
-    return asyncio.run(ingest_flow(config))
-
-
 def query(config: str, sql: str, params=()) -> list[tuple]:
-    con = duckdb.connect(str(db_of(config)), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
+    return query_db(db_of(config), sql, params)
 
 
 def article(config: str, source_url: str) -> dict | None:

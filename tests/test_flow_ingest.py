@@ -1,15 +1,14 @@
 """The whole cycle, end to end: fixture site over real HTTP -> DuckDB -> webhook + SMTP, twice."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 
-import duckdb
 import pytest
 
 from tests.conftest import SEED_TEXT
+from tests.helpers import query, run_flow
 from tests.loopback import Response
 
 SEED_PATH = "/actualites/2019/11/syrie-deminage-daesh-deir-ez-zor.html"
@@ -49,20 +48,6 @@ to = ["desk@example.org"]
 {extra}
 ''', encoding="utf-8")
     return str(config)
-
-
-def run_flow(config: str):
-    from flows.ingest import ingest_flow
-
-    return asyncio.run(ingest_flow(config))
-
-
-def query(db_path, sql, params=()):
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture
