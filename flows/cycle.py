@@ -10,7 +10,8 @@ from collections import deque
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ from flows.summary import AlertReport, RunSummary
 log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
 BATCHES_IN_FLIGHT = 4  # page batches downloading or waiting for extraction at once
+EXTRACT_PROCESS_MIN_PAGES = 50
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ def _parse_failed(response: FeedResponse, error: str) -> FeedResponse:
     return replace(response, outcome=PARSE_ERROR, error=error, attempts=response.attempts + (attempt,))
 
 
-async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool: ThreadPoolExecutor) -> PageBatch:
-    """Download pages concurrently; extraction runs in a worker thread while other downloads go on."""
+async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool: Executor) -> PageBatch:
+    """Download pages concurrently; extraction runs in the worker `pool` while other downloads go on."""
     loop = asyncio.get_running_loop()
 
     async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool]:
@@ -190,7 +192,7 @@ async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings:
     batches = iter([ordered[i:i + PAGE_BATCH] for i in range(0, len(ordered), PAGE_BATCH)])
     if progress:
         progress.start(len(entries))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
+    with extraction_pool(len(entries)) as pool:
         running: set[asyncio.Future] = set()
 
         def launch() -> None:
@@ -214,6 +216,21 @@ async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings:
                 if progress:
                     progress.advance(len(batch.articles))
                 launch()
+
+
+def extraction_pool(pages: int) -> Executor:
+    """Where pages are extracted: one worker process for real runs, a thread for a handful of pages.
+
+    Extraction is CPU-bound Python; in a process of its own it gets the second core instead of
+    sharing one interpreter lock with downloads, MinHash and DuckDB. Starting that process costs
+    about a second, which only pays off beyond a few dozen pages.
+    """
+    if pages < EXTRACT_PROCESS_MIN_PAGES:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
+    # forkserver: workers fork from a clean server process, never from this one with its threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ingest.extract"])
+    return ProcessPoolExecutor(max_workers=1, mp_context=context)
 
 
 def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
