@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsmon", description="Monitor news feeds: articles into DuckDB, alerts out.")
+    parser = argparse.ArgumentParser(prog="newsmon",
+                                     description="Monitor news feeds: articles into DuckDB, alerts out.")
     parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("NEWSMON_DEBUG")),
                         help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)

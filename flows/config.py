@@ -233,7 +233,8 @@ class _Reader:
         for i, table in enumerate(tables):
             alert = self.alert(table, i, channels)
             if any(a.rule.name == alert.rule.name for a in out):
-                raise self.fail(f"alerts[{i}].name", f"{alert.rule.name!r} is used by an earlier alert; names must be unique")
+                raise self.fail(f"alerts[{i}].name",
+                                f"{alert.rule.name!r} is used by an earlier alert; names must be unique")
             out.append(alert)
         return tuple(out)
 

@@ -13,8 +13,8 @@ from ingest.urls import url_id
 from .db import json_param, transaction
 
 _ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR",'
-                 '"title":"VARCHAR","author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR","fetched_at":"TIMESTAMPTZ",'
-                 '"language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
+                 '"title":"VARCHAR","author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR",'
+                 '"fetched_at":"TIMESTAMPTZ","language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
                  '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","signature":"UINTEGER[]",'
                  '"run_id":"VARCHAR","duplicate_of":"BIGINT","duplicate_kind":"VARCHAR","similarity":"DOUBLE"}]')
 
