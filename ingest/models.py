@@ -1,7 +1,7 @@
 """Plain records passed between newsmon's stages (stdlib only)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 # fetch_log.outcome vocabulary (a stable, user-queried contract).
@@ -139,17 +139,3 @@ class AlertHit:
     matched_terms: tuple[str, ...]
     snippet: str  # plain text, matched terms wrapped in **...**
     snippet_html: str = ""  # HTML-escaped, matched terms wrapped in <mark>...</mark>
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The result of trying to send one hit (or one batch) on one channel."""
-
-    alert: str
-    article_id: int
-    channel: str
-    status: str  # 'pending' | 'sent' | 'failed'
-    attempts: int
-    last_error: str | None = None
-    sent_at: datetime | None = None
-    meta: dict = field(default_factory=dict, compare=False, hash=False)

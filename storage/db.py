@@ -20,7 +20,6 @@ import duckdb
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-LockError = duckdb.IOException
 
 
 def work_path(database: Path) -> Path:
