@@ -60,12 +60,24 @@ class Schedule:
     timezone: str = "UTC"
 
 
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """How the store is kept: DuckDB's memory cap and how long old snapshots stay for time travel."""
+
+    memory_limit: str = "2GB"
+    snapshot_retention_days: int = 30
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs, validated."""
 
     path: Path
     database: Path
+    storage: StoragePolicy = field(default_factory=StoragePolicy)
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     dedup: DedupParams = field(default_factory=DedupParams)
     feeds: tuple[FeedConfig, ...] = ()
@@ -107,12 +119,13 @@ class _Reader:
     def settings(self, raw: dict) -> Settings:
         self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule"})
         storage = self.table(raw, "storage")
-        self.only(storage, "storage", {"database"})
+        self.only(storage, "storage", {"database", "memory_limit", "snapshot_retention_days"})
         channels = self.channels(self.table(raw, "channels"))
         database = self.string(storage, "storage.database", "database", "data/newsmon.duckdb")
         return Settings(
             path=self.path,
             database=self.relative(database),
+            storage=self.storage_policy(storage),
             fetch=self.dataclass_table(raw, "fetch", FetchPolicy),
             dedup=self.dedup(self.table(raw, "dedup")),
             feeds=tuple(self.feed(f, i) for i, f in enumerate(self.array(raw, "feeds"))),
@@ -193,6 +206,16 @@ class _Reader:
         return cls(**values)
 
     # -- sections -------------------------------------------------------------------
+    def storage_policy(self, table: dict) -> StoragePolicy:
+        memory = self.string(table, "storage.memory_limit", "memory_limit", StoragePolicy.memory_limit)
+        if not _MEMORY.match(memory):
+            raise self.fail("storage.memory_limit", f"must be a size such as \"2GB\" or \"512MB\", got {memory!r}")
+        days = self.typed(table, "storage.snapshot_retention_days", "snapshot_retention_days", int,
+                          StoragePolicy.snapshot_retention_days)
+        if not 0 <= days <= 36500:
+            raise self.fail("storage.snapshot_retention_days", f"must be between 0 and 36500, got {days}")
+        return StoragePolicy(memory_limit=memory.replace(" ", ""), snapshot_retention_days=days)
+
     def dedup(self, table: dict) -> DedupParams:
         self.only(table, "dedup", {"near_threshold", "shingle", "min_words"})
         threshold = self.typed(table, "dedup.near_threshold", "near_threshold", float, None)

@@ -23,14 +23,17 @@ from ingest.parse import FeedParseError, parse_feed
 from ingest.urls import host_of
 from storage import feeds as feed_store
 from storage import runs as run_store
-from storage.articles import StoreResult, known_urls, store_articles
-from storage.db import open_writer, publish, transaction
+from storage.db import transaction
 from storage.lock import RunInProgress, writer_lock
 
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
+from flows.feed_state import next_state
+from flows.maintenance import maintain
+from flows.persist import Store, StoreResult, known, open_store, prepare, store_articles
 from flows.sources import resolve_sources
 from flows.summary import AlertReport, RunSummary
+from flows.upgrade import upgrade_legacy
 
 log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
@@ -99,22 +102,20 @@ async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool
                      sum(1 for r in results if r[2]))
 
 
-def new_entries(con, results: Sequence[FeedResult]) -> list[FeedEntry]:
-    """Entries whose canonical URL is neither stored nor seen earlier in this run."""
+def new_entries(store: Store, results: Sequence[FeedResult]) -> list[FeedEntry]:
+    """Entries whose link is neither stored (as a canonical URL or as a link that led to one) nor seen earlier."""
     unique: dict[str, FeedEntry] = {}
     for result in results:
         for entry in result.entries:
             unique.setdefault(entry.url, entry)
-    known = known_urls(con, list(unique))
-    return [e for url, e in unique.items() if url not in known]
+    stored = known(store, list(unique))
+    return [e for url, e in unique.items() if url not in stored]
 
 
-def store_batch(con, batch: PageBatch, settings: Settings, run_id: str):
-    """Store one batch's articles and fetch_log rows in one transaction each."""
-    result = store_articles(con, batch.articles, settings.dedup, run_id)
-    with transaction(con):
-        feed_store.log_attempts(con, batch.attempts, run_id)
-    return result
+def store_batch(store: Store, batch: PageBatch, settings: Settings, run_id: str) -> StoreResult:
+    """Store one batch's articles and its fetch_log rows in one lake commit."""
+    return store_articles(store, prepare(batch.articles, settings.dedup), settings.dedup, run_id,
+                          also=lambda con: feed_store.log_attempts(con, batch.attempts, run_id))
 
 
 @dataclass
@@ -136,7 +137,7 @@ class _RunState:
 
 
 async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None, logger=None) -> RunSummary:
-    """Run one full ingest cycle against settings.database and publish the result for readers.
+    """Run one full ingest cycle against the store; readers see each batch as it commits.
 
     A cycle that finds another one writing the same database is skipped, not queued: the running
     one already covers the same feeds, and the next scheduled run picks up whatever is new.
@@ -153,22 +154,24 @@ async def run_cycle(settings: Settings, stages: Stages | None = None, progress=N
 
 async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) -> RunSummary:
     state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary(), logger)
-    con = open_writer(settings.database)
+    store = open_store(settings.database, settings.dedup, settings.storage.memory_limit)
+    con = store.con
     try:
+        state.summary.upgraded = upgrade_legacy(store, settings, logger)
         _start_run(con, state)
         async with Fetcher(settings.fetch) as fetcher:
             sources = await resolve_sources(settings.feeds, fetcher)
             results = await _read_feeds(con, fetcher, sources, stages, state)
-            await _read_pages(con, fetcher, new_entries(con, results), settings, stages, state, progress)
+            await _read_pages(store, fetcher, new_entries(store, results), settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
         state.summary.alerts = stages.alerts(con, settings)
         _finish_run(con, state, "completed")
-        publish(con, settings.database)
+        _maintain(con, settings, logger)
     except BaseException:
         _finish_run(con, state, "failed")
         raise
     finally:
-        con.close()
+        store.close()
     return state.summary
 
 
@@ -176,7 +179,7 @@ async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stag
                       state: _RunState) -> list[FeedResult]:
     with transaction(con):
         feed_store.sync_feeds(con, sources)
-    due, waiting = feed_store.with_state(con, sources, state.started)
+    due, waiting = due_feeds(feed_store.feed_states(con), sources, state.started)
     state.summary.feeds_backing_off = len(waiting)
     results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
     for r in results:
@@ -186,7 +189,18 @@ async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stag
     return results
 
 
-async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings: Settings, stages: Stages,
+def due_feeds(states: dict[str, tuple], sources: Sequence[FeedSource],
+              now: datetime) -> tuple[list[FeedSource], list[FeedSource]]:
+    """Split feeds into (due now, carrying stored validators) and (backing off after failures)."""
+    due, waiting = [], []
+    for s in sources:
+        etag, last_modified, next_check_at, _failures = states.get(s.url, (None, None, None, 0))
+        source = FeedSource(s.url, s.name, s.tags, etag, last_modified)
+        (waiting if next_check_at is not None and next_check_at > now else due).append(source)
+    return due, waiting
+
+
+async def _read_pages(store: Store, fetcher: Fetcher, entries: list[FeedEntry], settings: Settings, stages: Stages,
                       state: _RunState, progress) -> None:
     ordered = interleave_by_host(entries)
     batches = iter([ordered[i:i + PAGE_BATCH] for i in range(0, len(ordered), PAGE_BATCH)])
@@ -211,7 +225,7 @@ async def _read_pages(con, fetcher: Fetcher, entries: list[FeedEntry], settings:
                 # Each batch is committed as soon as it is ready, so a killed run keeps what it finished.
                 # In a thread (DuckDB releases the GIL), so downloads go on while it is written; batches
                 # are still stored one at a time, as the single connection requires.
-                result = await asyncio.to_thread(stages.store, con, batch, settings, state.run_id)
+                result = await asyncio.to_thread(stages.store, store, batch, settings, state.run_id)
                 state.summary.add_batch(batch, result)
                 if progress:
                     progress.advance(len(batch.articles))
@@ -248,10 +262,18 @@ def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
 
 
 def _record_feeds(con, results: Sequence[FeedResult], state: _RunState) -> None:
-    with transaction(con):
-        for r in results:
-            feed_store.record_feed_result(con, r.response, r.error, state.started)
-            feed_store.log_attempts(con, r.response.attempts, state.run_id)
+    stored = feed_store.feed_rows(con, [r.response.source.url for r in results])
+    states = [next_state(stored.get(r.response.source.url, {}), r.response, r.error, state.started) for r in results]
+    with transaction(con):  # one statement for every feed: one snapshot, not one per feed
+        feed_store.save_feed_states(con, states)
+        feed_store.log_attempts(con, [a for r in results for a in r.response.attempts], state.run_id)
+
+
+def _maintain(con, settings: Settings, logger) -> None:
+    try:
+        maintain(con, settings.storage.snapshot_retention_days)
+    except Exception as exc:  # the run's data is committed; upkeep is retried by the next run
+        logger.warning("maintenance failed, the next run retries it: %s", exc)
 
 
 def _start_run(con, state: _RunState) -> None:

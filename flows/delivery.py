@@ -134,11 +134,16 @@ def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, i
         _mark(con, channel, hit, outcome, attempts, report)
 
 
+def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
+    """Sent, still pending, or failed for good once max_attempts tries have failed."""
+    return alert_store.SENT if ok else (alert_store.FAILED if attempts >= max_attempts else alert_store.PENDING)
+
+
 def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int,
           report: AlertReport) -> None:
+    status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
     with transaction(con):
-        status = alert_store.mark(con, hit, channel.name, outcome.ok, attempts + 1, outcome.error,
-                                  channel.max_attempts, datetime.now(timezone.utc))
+        alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, datetime.now(timezone.utc))
     if status == alert_store.SENT:
         report.delivered += 1
     elif status == alert_store.FAILED:

@@ -4,9 +4,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from storage.db import store_dir
 
 from flows.config import load_settings
 from flows.fixture_site import FixtureSite
@@ -87,8 +90,8 @@ def run_demo(database: Path) -> int:
     """Serve the fixture site, run one cycle into a fresh demo database, print what happened."""
     from flows.cli import run_and_report
 
-    for stale in (database, database.with_name(database.name + ".work")):
-        stale.unlink(missing_ok=True)  # the site's port changes every time, so start from a clean file
+    # The site's port changes every time, so start from a clean store.
+    shutil.rmtree(store_dir(database), ignore_errors=True)
     config_file = database.with_suffix(".toml")
     with FixtureSite() as site, WebhookReceiver(DEMO_SECRET) as hook:
         config_file.write_text(demo_config(site, hook, database), encoding="utf-8")
@@ -98,7 +101,7 @@ def run_demo(database: Path) -> int:
           + (f", {hook.bad_signatures} with a bad signature" if hook.bad_signatures else ""))
     for payload in hook.received:
         print(f"  [{payload.get('alert')}] {payload.get('article', {}).get('title')}")
-    print("\nTry these (read-only, on the published snapshot):")
+    print("\nTry these (read-only, on the last committed snapshot):")
     for query in EXAMPLE_QUERIES:
         print(f'  .venv/bin/newsmon sql --config {config_file} "{query}"')
     return status

@@ -7,7 +7,7 @@ from prefect import flow
 
 from alerts.channels import DIGEST
 from storage.alerts import last_sent_at
-from storage.db import open_writer, publish
+from storage.db import open_writer
 from storage.lock import writer_lock
 
 from flows.config import load_settings
@@ -27,11 +27,10 @@ async def digest_flow(config: str = "newsmon.toml") -> dict:
     report = AlertReport()
     # A digest is rare and small: wait for an ingest run in flight instead of skipping a day.
     with writer_lock(settings.database, wait_s=DIGEST_LOCK_WAIT_S):
-        con = open_writer(settings.database)
+        con = open_writer(settings.database, settings.storage.memory_limit)
         try:
             names = due_channels(settings, last_sent_at(con), datetime.now(timezone.utc))
             deliver_pending(con, settings.channels, names, report)
-            publish(con, settings.database)
         finally:
             con.close()
     return {"delivered": report.delivered, "pending": report.pending, "failed": report.failed}

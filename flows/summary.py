@@ -37,6 +37,7 @@ class RunSummary:
     failed_feeds: list[tuple[str, str]] = field(default_factory=list)
     slowest_feeds: list[tuple[str, float]] = field(default_factory=list)
     skipped: str | None = None  # why the cycle did not run (another run was writing the database)
+    upgraded: str | None = None  # set when this run moved an older DuckDB file into the store
 
     def add_feeds(self, results) -> None:
         """Count feed outcomes (results are cycle.FeedResult)."""
@@ -82,6 +83,8 @@ class RunSummary:
             + (f", {a.suppressed} held back (cooldown / max_per_run)" if a.suppressed else ""),
         ]
         out += [f"  {name}: {count} hit(s)" for name, count in sorted(a.per_alert.items())]
+        if self.upgraded:
+            out.insert(0, f"upgrade:  {self.upgraded}")
         out += [f"  failed feed {url}: {error}" for url, error in self.failed_feeds[:10]]
         return out
 

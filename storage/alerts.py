@@ -22,21 +22,33 @@ def record_hits(con: duckdb.DuckDBPyConnection, hits: Sequence[AlertHit], routes
         return []
     rows = [{"alert": h.alert, "article_id": h.article_id, "matched_terms": list(h.matched_terms),
              "snippet": h.snippet, "snippet_html": h.snippet_html, "created_at": now, "held": held} for h in hits]
-    fresh = {tuple(r) for r in con.execute("""
-        INSERT INTO alert_matches BY NAME SELECT * FROM (SELECT unnest(from_json(?::JSON,
-          '[{"alert":"VARCHAR","article_id":"BIGINT","matched_terms":"VARCHAR[]","snippet":"VARCHAR",
-             "snippet_html":"VARCHAR","created_at":"TIMESTAMPTZ","held":"BOOLEAN"}]'), recursive := true))
-        ON CONFLICT DO NOTHING RETURNING alert, article_id""", [json_param(rows)]).fetchall()}
+    # No UNIQUE constraint in DuckLake: the single writer anti-joins against what is stored.
+    known = {tuple(r) for r in con.execute("""
+        SELECT alert, article_id FROM alert_matches
+        WHERE article_id IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))""",
+        [json_param(sorted({h.article_id for h in hits}))]).fetchall()}
+    fresh_rows, seen = [], set(known)
+    for row in rows:
+        if (row["alert"], row["article_id"]) not in seen:
+            seen.add((row["alert"], row["article_id"]))
+            fresh_rows.append(row)
+    if fresh_rows:
+        con.execute("""
+            INSERT INTO alert_matches BY NAME SELECT * FROM (SELECT unnest(from_json(?::JSON,
+              '[{"alert":"VARCHAR","article_id":"BIGINT","matched_terms":"VARCHAR[]","snippet":"VARCHAR",
+                 "snippet_html":"VARCHAR","created_at":"TIMESTAMPTZ","held":"BOOLEAN"}]'), recursive := true))""",
+                    [json_param(fresh_rows)])
+    fresh = {(r["alert"], r["article_id"]) for r in fresh_rows}
     new_hits = [h for h in hits if (h.alert, h.article_id) in fresh]
     queue = [{"alert": h.alert, "article_id": h.article_id, "channel": c, "status": PENDING, "attempts": 0,
               "created_at": now, "delivery_id": ids[(h.alert, h.article_id, c)]}
              for h in new_hits for c in routes.get(h.alert, ())]
     if queue:
+        # A match is new, so none of its deliveries can exist yet.
         con.execute("""
             INSERT INTO deliveries BY NAME SELECT * FROM (SELECT unnest(from_json(?::JSON,
               '[{"alert":"VARCHAR","article_id":"BIGINT","channel":"VARCHAR","status":"VARCHAR","attempts":"INTEGER",
-                 "created_at":"TIMESTAMPTZ","delivery_id":"VARCHAR"}]'), recursive := true))
-            ON CONFLICT DO NOTHING""", [json_param(queue)])
+                 "created_at":"TIMESTAMPTZ","delivery_id":"VARCHAR"}]'), recursive := true))""", [json_param(queue)])
     return new_hits
 
 
@@ -63,17 +75,13 @@ def pending(con: duckdb.DuckDBPyConnection, channels: Sequence[str]) -> list[tup
             for r in rows]
 
 
-def mark(con: duckdb.DuckDBPyConnection, hit: AlertHit, channel: str, ok: bool, attempts: int,
-         error: str | None, max_attempts: int, now: datetime) -> str:
-    """Record one delivery try: sent, still pending, or failed for good after max_attempts; return the status.
-
-    A sent delivery keeps `error` when there is one: mail accepted for some recipients only says whom it missed."""
-    status = SENT if ok else (FAILED if attempts >= max_attempts else PENDING)
+def mark(con: duckdb.DuckDBPyConnection, hit: AlertHit, channel: str, status: str, attempts: int,
+         error: str | None, now: datetime) -> None:
+    """Record one delivery try with the status the delivery stage decided (sent_at set when sent)."""
     con.execute("""
         UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?
         WHERE alert = ? AND article_id = ? AND channel = ?""",
-                [status, attempts, error, now if ok else None, hit.alert, hit.article_id, channel])
-    return status
+                [status, attempts, error, now if status == SENT else None, hit.alert, hit.article_id, channel])
 
 
 def recent(con: duckdb.DuckDBPyConnection, limit: int = 50) -> tuple[list[str], list[tuple]]:

@@ -1,184 +1,75 @@
-"""SQL for articles and their duplicate links (exact hash + MinHash LSH band keys)."""
+"""SQL for articles, their duplicate links and the alert queue."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import duckdb
 
-from ingest.dedup import DedupParams, Link, Member, band_keys, plan_links, signature
 from ingest.models import Article
-from ingest.urls import url_id
 
-from .db import json_param, transaction
+from .db import json_param, json_spec
 
-_ARTICLE_SPEC = ('[{"id":"BIGINT","seq":"BIGINT","url":"VARCHAR","source_url":"VARCHAR","feed_url":"VARCHAR",'
-                 '"title":"VARCHAR","author":"VARCHAR","published_at":"TIMESTAMPTZ","date_source":"VARCHAR",'
-                 '"fetched_at":"TIMESTAMPTZ","language":"VARCHAR","text":"VARCHAR","word_count":"INTEGER","description":"VARCHAR",'
-                 '"sitename":"VARCHAR","extraction":"VARCHAR","content_hash":"VARCHAR","signature":"UINTEGER[]",'
-                 '"run_id":"VARCHAR","duplicate_of":"BIGINT","duplicate_kind":"VARCHAR","similarity":"DOUBLE"}]')
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    """What one stored batch added."""
-
-    inserted: tuple[int, ...]  # ids of rows that were not there before
-    new_stories: tuple[int, ...]  # inserted originals whose cluster has no earlier-stored member
-    duplicates: tuple[Link, ...]  # links given to inserted rows that are copies
+# The one definition of an article row as newsmon writes it (the migration declares the same names).
+ARTICLE_COLUMNS = {
+    "id": "BIGINT", "seq": "BIGINT", "url": "VARCHAR", "source_url": "VARCHAR", "feed_url": "VARCHAR",
+    "title": "VARCHAR", "author": "VARCHAR", "published_at": "TIMESTAMPTZ", "date_source": "VARCHAR",
+    "fetched_at": "TIMESTAMPTZ", "language": "VARCHAR", "text": "VARCHAR", "word_count": "INTEGER",
+    "description": "VARCHAR", "sitename": "VARCHAR", "extraction": "VARCHAR", "content_hash": "VARCHAR",
+    "duplicate_of": "BIGINT", "duplicate_kind": "VARCHAR", "similarity": "DOUBLE", "signature": "UINTEGER[]",
+    "run_id": "VARCHAR",
+}
+_LINK_SPEC = json_spec({"id": "BIGINT", "duplicate_of": "BIGINT", "kind": "VARCHAR", "similarity": "DOUBLE"})
+_IDS = "SELECT unnest(from_json(?::JSON, '[\"BIGINT\"]'))"
+# What dedup planning and index upkeep read back: identity, order, hash, signature and current link.
+MEMBER_COLUMNS = "id, seq, published_at, content_hash, signature, duplicate_of, url, source_url"
 
 
-def known_urls(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> set[str]:
-    """The subset of canonical URLs already stored."""
-    if not urls:
-        return set()
-    rows = con.execute("""SELECT a.url FROM articles a
-        JOIN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')) AS url) q USING (url)""",
-                       [json_param(list(set(urls)))]).fetchall()
-    return {r[0] for r in rows}
+def insert_articles(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append article rows (every key of ARTICLE_COLUMNS); the caller has checked they are new."""
+    if rows:
+        con.execute(f"""INSERT INTO articles BY NAME
+            SELECT * FROM (SELECT unnest(from_json(?::JSON, '{json_spec(ARTICLE_COLUMNS)}'), recursive := true))""",
+                    [json_param(rows)])
 
 
-def store_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], params: DedupParams,
-                   run_id: str) -> StoreResult:
-    """Insert a batch and link its duplicates, all in one transaction; re-running it adds nothing."""
-    rows = _rows(articles, params, run_id)
-    if not rows:
-        return StoreResult((), (), ())
-    with transaction(con):
-        # Everything is read before anything is written: once the transaction holds uncommitted rows of
-        # a table, DuckDB scans the whole table instead of its indexes (docs/DEDUP.md, "Storage").
-        present = _present_ids(con, [r["id"] for r in rows])
-        rows = [r for r in rows if r["id"] not in present]
-        if not rows:
-            return StoreResult((), (), ())
-        stored = _candidates(con, rows, params)
-        new = _number(con, rows)
-        links = plan_links(new, stored, params)
-        result = _result(new, stored, links)
-        # New rows are written once, links included (an UPDATE rewrites the whole row); only stored rows
-        # re-pointed to a new original are updated.
-        _insert(con, rows, {l.article_id: l for l in links})
-        _queue_for_alerts(con, result.new_stories)
-        new_ids = {m.id for m in new}
-        _apply_links(con, [l for l in links if l.article_id not in new_ids])
-        _insert_bands(con, rows, params)
-    return result
+def update_links(con: duckdb.DuckDBPyConnection, links: Sequence[dict[str, Any]]) -> None:
+    """Re-point stored articles ({id, duplicate_of, kind, similarity}) to a new original."""
+    if links:
+        con.execute(f"""UPDATE articles SET duplicate_of = l.duplicate_of, duplicate_kind = l.kind,
+                            similarity = l.similarity
+            FROM (SELECT unnest(from_json(?::JSON, '{_LINK_SPEC}'), recursive := true)) l
+            WHERE articles.id = l.id""", [json_param(links)])
 
 
-def _present_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> set[int]:
-    rows = con.execute("""SELECT a.id FROM articles a
-        JOIN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')) AS id) q USING (id)""", [json_param(ids)]).fetchall()
-    return {r[0] for r in rows}
+def members(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple]:
+    """MEMBER_COLUMNS of the given stored articles."""
+    if not ids:
+        return []
+    return con.execute(f"SELECT {MEMBER_COLUMNS} FROM articles WHERE id IN ({_IDS})",
+                       [json_param(sorted(ids))]).fetchall()
 
 
-def _rows(articles: Sequence[Article], params: DedupParams, run_id: str) -> list[dict]:
-    rows, seen = [], set()
-    for a in articles:
-        if a.url in seen:  # the same canonical URL twice in one batch (feed variants of one link)
-            continue
-        seen.add(a.url)
-        sig = signature(a.text, params)
-        rows.append({"id": url_id(a.url), "url": a.url, "source_url": a.source_url, "feed_url": a.feed_url,
-                     "title": a.title, "author": a.author, "published_at": a.published_at,
-                     "date_source": a.date_source, "fetched_at": a.fetched_at, "language": a.language,
-                     "text": a.text, "word_count": a.word_count, "description": a.description,
-                     "sitename": a.sitename, "extraction": a.extraction, "content_hash": a.content_hash,
-                     "signature": list(sig) if sig else None, "run_id": run_id})
-    # Storage order decides ties between copies published at the same time: earliest first, then feed order.
-    return sorted(rows, key=lambda r: (r["published_at"] is None, r["published_at"] or 0))
+def stored_after(con: duckdb.DuckDBPyConnection, seq: int, batch: int = 10_000) -> Iterator[list[tuple]]:
+    """MEMBER_COLUMNS of articles stored after `seq`, in storage order, a batch at a time."""
+    # seq grows with every commit, so each data file's min/max lets DuckLake skip the older files.
+    result = con.execute(f"SELECT {MEMBER_COLUMNS} FROM articles WHERE seq > ? ORDER BY seq", [seq])
+    while rows := result.fetchmany(batch):
+        yield rows
 
 
-def _number(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> list[Member]:
-    """Give rows their storage order (seq) and return them as dedup members."""
-    # Single writer: numbering from max(seq) inside the transaction keeps storage order exactly the list order.
-    base = con.execute("SELECT coalesce(max(seq), 0) FROM articles").fetchone()[0]
-    for i, row in enumerate(rows):
-        row["seq"] = base + i + 1
-    return [_member(row, row["seq"]) for row in rows]
+def copies_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """(id, duplicate_of) of stored copies whose original is one of `ids`."""
+    if not ids:
+        return []
+    return con.execute(f"SELECT id, duplicate_of FROM articles WHERE duplicate_of IN ({_IDS})",
+                       [json_param(sorted(ids))]).fetchall()
 
 
-def _insert(con: duckdb.DuckDBPyConnection, rows: list[dict], links: dict[int, Link]) -> None:
-    for row in rows:
-        link = links.get(row["id"])
-        row["duplicate_of"] = link.duplicate_of if link else None
-        row["duplicate_kind"] = link.kind if link and link.duplicate_of is not None else None
-        row["similarity"] = link.similarity if link and link.duplicate_of is not None else None
-    con.execute(f"""
-        INSERT INTO articles BY NAME
-        SELECT * FROM (SELECT unnest(from_json(?::JSON, '{_ARTICLE_SPEC}'), recursive := true))
-        ON CONFLICT DO NOTHING""", [json_param(rows)])
-
-
-def _member(row: dict, seq: int) -> Member:
-    sig = row["signature"]
-    return Member(id=row["id"], seq=seq, published_at=row["published_at"], content_hash=row["content_hash"],
-                  signature=tuple(sig) if sig else None, duplicate_of=None)
-
-
-# Every step is a join whose small side DuckDB turns into an IN filter on the big table's index.
-# (`id IN (subquery) OR duplicate_of IN (subquery)` cannot be served that way: it scanned articles.)
-_CANDIDATES = """
-    WITH probe_keys AS (SELECT DISTINCT unnest(from_json(?::JSON, '["BIGINT"]')) AS key),
-    probe_hashes AS (SELECT DISTINCT unnest(from_json(?::JSON, '["VARCHAR"]')) AS content_hash),
-    hits AS (
-        SELECT b.article_id AS id FROM article_bands b JOIN probe_keys p ON b.key = p.key
-        UNION
-        SELECT a.id FROM articles a JOIN probe_hashes h ON a.content_hash = h.content_hash
-    ),
-    roots AS (SELECT DISTINCT coalesce(a.duplicate_of, a.id) AS root FROM articles a JOIN hits ON a.id = hits.id)
-    SELECT a.id, a.seq, a.published_at, a.content_hash, a.signature, a.duplicate_of
-    FROM articles a JOIN roots r ON a.id = r.root
-    UNION
-    SELECT a.id, a.seq, a.published_at, a.content_hash, a.signature, a.duplicate_of
-    FROM articles a JOIN roots r ON a.duplicate_of = r.root"""
-# DuckDB builds that IN filter only up to `dynamic_or_filter_threshold` values (50 by default), and a
-# batch of 25 articles probes 800 band keys. Far bigger batches (a bulk import) keep the default: a
-# scan of article_bands costs about as much as an IN filter that long.
-_DEFAULT_OR_FILTER = 50
-_MAX_INDEX_PROBE = 2048
-
-
-def _candidates(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: DedupParams) -> list[Member]:
-    """Stored rows sharing a content hash or an LSH band key with one of `rows`, plus their whole clusters."""
-    hashes = sorted({r["content_hash"] for r in rows})
-    keys = sorted({k for r in rows if r["signature"] for k in band_keys(tuple(r["signature"]), params)})
-    probe = len(keys) + len(hashes)
-    widen = _DEFAULT_OR_FILTER < probe <= _MAX_INDEX_PROBE
-    if widen:
-        con.execute(f"SET dynamic_or_filter_threshold = {probe}")
-    try:
-        found = con.execute(_CANDIDATES, [json_param(keys), json_param(hashes)]).fetchall()
-    finally:
-        if widen:
-            con.execute("RESET dynamic_or_filter_threshold")
-    return [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
-                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5]) for r in found]
-
-
-def _apply_links(con: duckdb.DuckDBPyConnection, links: Sequence[Link]) -> None:
-    if not links:
-        return
-    rows = [{"id": l.article_id, "duplicate_of": l.duplicate_of, "kind": l.kind, "similarity": l.similarity}
-            for l in links]
-    con.execute("""
-        UPDATE articles SET duplicate_of = l.duplicate_of, duplicate_kind = l.kind, similarity = l.similarity
-        FROM (SELECT unnest(from_json(?::JSON,
-            '[{"id":"BIGINT","duplicate_of":"BIGINT","kind":"VARCHAR","similarity":"DOUBLE"}]'), recursive := true)) l
-        WHERE articles.id = l.id""", [json_param(rows)])
-
-
-def _insert_bands(con: duckdb.DuckDBPyConnection, rows: Sequence[dict], params: DedupParams) -> None:
-    bands = [{"key": key, "article_id": r["id"]} for r in rows if r["signature"]
-             for key in band_keys(tuple(r["signature"]), params)]
-    if bands:
-        con.execute("""INSERT INTO article_bands SELECT * FROM (SELECT unnest(from_json(?::JSON,
-            '[{"key":"BIGINT","article_id":"BIGINT"}]'), recursive := true))""", [json_param(bands)])
-
-
-def _queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
+def queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
+    """Queue new stories for the alert stage (in the transaction that stores them)."""
     if ids:
-        con.execute("""INSERT INTO alert_queue SELECT unnest(from_json(?::JSON, '["BIGINT"]'))
-                       ON CONFLICT DO NOTHING""", [json_param(list(ids))])
+        con.execute(f"""INSERT INTO alert_queue SELECT DISTINCT q.id FROM ({_IDS}) q(id)
+                        WHERE q.id NOT IN (SELECT article_id FROM alert_queue)""", [json_param(list(ids))])
 
 
 def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
@@ -190,24 +81,7 @@ def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
 def clear_alert_queue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
     """Mark stories as matched; run it in the transaction that records their hits."""
     if ids:
-        con.execute("""DELETE FROM alert_queue
-                       WHERE article_id IN (SELECT unnest(from_json(?::JSON, '["BIGINT"]')))""",
-                    [json_param(list(ids))])
-
-
-def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:
-    linked = {l.article_id: l for l in links}
-
-    def root(m: Member) -> int:
-        if m.id in linked:
-            return linked[m.id].duplicate_of or m.id
-        return m.duplicate_of or m.id
-
-    # A cluster that already had a stored member was alerted on before: becoming its original is not news.
-    stored_roots = {root(s) for s in stored}
-    stories = tuple(m.id for m in new if root(m) == m.id and m.id not in stored_roots)
-    copies = tuple(linked[m.id] for m in new if root(m) != m.id)
-    return StoreResult(tuple(m.id for m in new), stories, copies)
+        con.execute(f"DELETE FROM alert_queue WHERE article_id IN ({_IDS})", [json_param(list(ids))])
 
 
 def originals(con: duckdb.DuckDBPyConnection, batch: int = 1000):

@@ -1,17 +1,21 @@
-"""Connect, migrate and publish: the DuckDB file life cycle.
+"""Open the store: a DuckLake (Parquet data files + a SQLite catalog) and migrate its schema.
 
-newsmon writes to a private working file (`<database>.work`) and, at the end of every run,
-publishes a consistent copy at the configured `database` path with an atomic rename. Readers
-(`newsmon sql`, the duckdb CLI, notebooks) open the published file, so they never hold the
-writer's lock and a run never waits for them; see README "Querying while it runs".
+A store is one folder, `<name>.lake/` beside the configured `database` path:
+
+    catalog.sqlite   DuckLake catalog (snapshots, file lists, small inlined changes); WAL mode
+    data/            Parquet data files, one folder per table
+    index.sqlite     dedup keys (storage/index.py): a B-tree, so lookups cost the same at any size
+    writer.lock      one writer per store (storage/lock.py)
+
+Readers (`newsmon sql`, the duckdb CLI, notebooks) attach the same catalog read-only and see the
+last committed snapshot; a run commits per batch, so they see it progress. See docs/STORAGE.md.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import re
-import shutil
-import time
+import sqlite3
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,58 +23,110 @@ from typing import Any, Iterator, Sequence
 import duckdb
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+LAKE = "newsmon"  # the name the lake is attached under; every table lives in it
+# ducklake reaches the SQLite catalog through sqlite_scanner, which must be loaded first.
+EXTENSIONS = ("sqlite_scanner", "ducklake")
 
 
-def work_path(database: Path) -> Path:
-    """The private file newsmon writes to; `database` itself is the published snapshot."""
-    return database.with_name(database.name + ".work")
+class StoreMissing(FileNotFoundError):
+    """The store has not been created yet."""
 
 
-def open_writer(database: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating or seeding it) the working file and bring its schema up to date."""
-    live = work_path(database)
-    live.parent.mkdir(parents=True, exist_ok=True)
-    if not live.exists() and database.exists():
-        # A published file with no working file (first run after a move, or a restore): start from it.
-        shutil.copyfile(database, live)
-    # publish() checkpoints once per run; DuckDB's automatic checkpoint every 16 MiB of WAL would
-    # instead rewrite the indexes several times within one run (seconds each at 100k articles).
-    con = duckdb.connect(str(live), config={"checkpoint_threshold": "1GB"})
+def store_dir(database: Path) -> Path:
+    """The store folder for a configured `database` path: `x.duckdb` -> `x.lake/`."""
+    return database.with_suffix(".lake") if database.suffix else database.with_name(database.name + ".lake")
+
+
+def catalog_path(database: Path) -> Path:
+    """The DuckLake catalog file of a store."""
+    return store_dir(database) / "catalog.sqlite"
+
+
+def data_path(database: Path) -> Path:
+    """The folder holding the store's Parquet files."""
+    return store_dir(database) / "data"
+
+
+def extension_file(name: str) -> Path:
+    """The extension binary shipped by the `duckdb-extension-<name>` PyPI package (loaded offline)."""
+    package = f"duckdb_extension_{name}"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the Python package {package.replace('_', '-')} is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: duckdb {duckdb.__version__} does not match {package}")
+    return path
+
+
+def attach_sql(database: Path, read_only: bool) -> str:
+    """The ATTACH statement for the store (also what README shows for the duckdb CLI)."""
+    mode = ", READ_ONLY" if read_only else ""
+    return (f"ATTACH 'ducklake:sqlite:{catalog_path(database).resolve()}' AS {LAKE} "
+            f"(DATA_PATH '{data_path(database).resolve()}/'{mode})")
+
+
+def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads: int | None = None,
+            temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session with the store's lake attached and in use."""
+    if read_only and not catalog_path(database).exists():
+        raise StoreMissing(f"{store_dir(database)} does not exist yet: run `newsmon run` first")
+    config: dict[str, Any] = {
+        # Nothing is ever downloaded: the extensions come from their PyPI packages' files.
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": memory_limit,
+        "temp_directory": str(temp_dir or Path(tempfile.gettempdir()) / "newsmon-duckdb"),
+    }
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
+    for name in EXTENSIONS:
+        con.execute(f"LOAD '{extension_file(name)}'")
+    if not read_only:
+        _create_catalog(database)
+    con.execute(attach_sql(database, read_only))
+    con.execute(f"USE {LAKE}")
+    return con
+
+
+def _create_catalog(database: Path) -> None:
+    catalog = catalog_path(database)
+    if catalog.exists():
+        return
+    data_path(database).mkdir(parents=True, exist_ok=True)
+    # WAL lets readers attach while a run writes (rollback journal: commits took ~1 s with a reader).
+    with sqlite3.connect(catalog) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def open_writer(database: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """Open (creating it if needed) the store for writing and bring its schema up to date."""
+    con = connect(database, read_only=False, memory_limit=memory_limit,
+                  temp_dir=store_dir(database) / "tmp")
     migrate(con)
     return con
 
 
-def open_reader(database: Path, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
-    """Open the published snapshot read-only, retrying briefly if a writer has it locked."""
-    if not database.exists():
-        raise FileNotFoundError(f"{database} does not exist yet: run `newsmon run` first")
-    deadline = time.monotonic() + wait_s
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(str(database), read_only=True)
-        except duckdb.IOException:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+def open_reader(database: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """Open the store read-only: the last committed snapshot, never blocking a writer."""
+    return connect(database, read_only=True, memory_limit=memory_limit)
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration file, in order."""
     found = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        match = _MIGRATION_FILE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
+    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql")):
+        version, _, name = path.stem.partition("_")
+        found.append((int(version), name, path.read_text(encoding="utf-8")))
     return found
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Apply pending migrations, each in one transaction together with its record; return versions applied."""
     con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
-        version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
+        version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)""")
     done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
     for version, name, sql in migrations():
@@ -78,18 +134,14 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             continue
         with transaction(con):
             con.execute(sql)
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
         applied.append(version)
-    if applied:
-        # Schema changes go to the main file at once: DuckDB 1.5 cannot replay an ALTER TABLE from the
-        # WAL of a killed process in every case, and a checkpoint leaves no such WAL behind.
-        con.execute("CHECKPOINT")
     return applied
 
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """BEGIN ... COMMIT, or ROLLBACK on any exception."""
+    """BEGIN ... COMMIT (one DuckLake snapshot), or ROLLBACK on any exception."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
@@ -99,20 +151,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def publish(con: duckdb.DuckDBPyConnection, database: Path) -> None:
-    """Checkpoint the working file and atomically replace the published snapshot with a copy of it."""
-    con.execute("CHECKPOINT")  # a copy taken with a non-empty WAL would miss committed rows
-    tmp = database.with_name(f".{database.name}.{os.getpid()}.tmp")
-    shutil.copyfile(work_path(database), tmp)
-    os.replace(tmp, database)  # readers of the old file keep their view; new readers see the new one
-    # A read-write session on the old snapshot (the duckdb CLI's default) leaves `<database>.wal`
-    # beside it; DuckDB would replay that log into the new snapshot on its next open (deleting or
-    # changing rows by position). The log belongs to the replaced file, so it goes with it; the
-    # session keeps writing to its open (now unlinked) log and checkpoints into the old file.
-    database.with_name(database.name + ".wal").unlink(missing_ok=True)
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    """The id of the lake's latest committed snapshot (what `AT (VERSION => id)` takes)."""
+    return con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]
 
 
-def json_param(rows: Sequence[dict[str, Any]]) -> str:
+def json_param(rows: Sequence[Any]) -> str:
     """One JSON document for a whole batch: binding one parameter is ~100x faster than executemany."""
     return json.dumps(list(rows), default=_json_default, ensure_ascii=False)
 
@@ -123,6 +167,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def json_spec(columns: dict[str, str]) -> str:
+    """The from_json structure for a list of row objects with these column types."""
+    return json.dumps([columns], separators=(",", ":"))
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:

@@ -1,18 +1,19 @@
 """SQL for the feeds and fetch_log tables."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Iterable, Sequence
 
 import duckdb
 
-from ingest.models import NOT_MODIFIED, OK, FeedResponse, FeedSource, FetchAttempt
+from ingest.models import FeedSource, FetchAttempt
 
-from .db import json_param
+from .db import json_param, json_spec
 
-# A failing feed is retried after 15 min, 30 min, 1 h, ... capped at one day, so it never slows the others.
-FIRST_BACKOFF = timedelta(minutes=15)
-MAX_BACKOFF = timedelta(days=1)
+_FEED_STATE_SPEC = json_spec({
+    "url": "VARCHAR", "etag": "VARCHAR", "last_modified": "VARCHAR", "last_fetched_at": "TIMESTAMPTZ",
+    "last_ok_at": "TIMESTAMPTZ", "last_status": "INTEGER", "last_outcome": "VARCHAR", "last_error": "VARCHAR",
+    "consecutive_failures": "INTEGER", "next_check_at": "TIMESTAMPTZ"})
 
 
 def sync_feeds(con: duckdb.DuckDBPyConnection, sources: Sequence[FeedSource]) -> None:
@@ -21,46 +22,42 @@ def sync_feeds(con: duckdb.DuckDBPyConnection, sources: Sequence[FeedSource]) ->
         return
     rows = [{"url": s.url, "name": s.name, "tags": list(s.tags)} for s in sources]
     con.execute("""
-        INSERT INTO feeds (url, name, tags)
-        SELECT url, name, tags FROM (SELECT unnest(from_json(?::JSON,
-            '[{"url":"VARCHAR","name":"VARCHAR","tags":"VARCHAR[]"}]'), recursive := true))
-        ON CONFLICT (url) DO UPDATE SET name = excluded.name, tags = excluded.tags""", [json_param(rows)])
+        MERGE INTO feeds USING (SELECT DISTINCT ON (url) * FROM (SELECT unnest(from_json(?::JSON,
+            '[{"url":"VARCHAR","name":"VARCHAR","tags":"VARCHAR[]"}]'), recursive := true))) AS s
+        ON feeds.url = s.url
+        WHEN MATCHED AND (feeds.name IS DISTINCT FROM s.name OR feeds.tags IS DISTINCT FROM s.tags)
+            THEN UPDATE SET name = s.name, tags = s.tags
+        WHEN NOT MATCHED THEN INSERT (url, name, tags, consecutive_failures) VALUES (s.url, s.name, s.tags, 0)""",
+                [json_param(rows)])
 
 
-def with_state(con: duckdb.DuckDBPyConnection, sources: Sequence[FeedSource],
-               now: datetime) -> tuple[list[FeedSource], list[FeedSource]]:
-    """Split feeds into (due now, carrying stored validators) and (backing off after failures)."""
-    state = {row[0]: row[1:] for row in con.execute(
-        "SELECT url, etag, last_modified, next_check_at FROM feeds").fetchall()}
-    due, waiting = [], []
-    for s in sources:
-        etag, last_modified, next_check_at = state.get(s.url, (None, None, None))
-        source = FeedSource(s.url, s.name, s.tags, etag, last_modified)
-        (waiting if next_check_at is not None and next_check_at > now else due).append(source)
-    return due, waiting
+def feed_states(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """url -> (etag, last_modified, next_check_at, consecutive_failures) of every known feed."""
+    return {row[0]: row[1:] for row in con.execute(
+        "SELECT url, etag, last_modified, next_check_at, coalesce(consecutive_failures, 0) FROM feeds").fetchall()}
 
 
-def record_feed_result(con: duckdb.DuckDBPyConnection, response: FeedResponse, error: str | None,
-                       now: datetime) -> None:
-    """Store a feed's outcome: validators on success, a growing back-off on failure."""
-    ok = response.outcome in (OK, NOT_MODIFIED) and error is None
-    if ok:
-        con.execute("""
-            UPDATE feeds SET last_fetched_at = ?, last_ok_at = ?, last_status = ?, last_outcome = ?,
-                   last_error = NULL, consecutive_failures = 0, next_check_at = NULL,
-                   etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)
-            WHERE url = ?""", [now, now, response.status, response.outcome, response.etag, response.last_modified,
-                               response.source.url])
-        return
-    failures = con.execute("SELECT consecutive_failures FROM feeds WHERE url = ?",
-                           [response.source.url]).fetchone()
-    count = (failures[0] if failures else 0) + 1
-    backoff = min(FIRST_BACKOFF * 2 ** (count - 1), MAX_BACKOFF)
-    con.execute("""
-        UPDATE feeds SET last_fetched_at = ?, last_status = ?, last_outcome = ?, last_error = ?,
-               consecutive_failures = ?, next_check_at = ?
-        WHERE url = ?""", [now, response.status, response.outcome, error or response.error, count, now + backoff,
-                           response.source.url])
+def save_feed_states(con: duckdb.DuckDBPyConnection, states: Sequence[dict[str, Any]]) -> None:
+    """Write each feed's new fetch state (one row per feed, keys of _FEED_STATE_SPEC) in one statement."""
+    if states:
+        con.execute(f"""
+            UPDATE feeds SET etag = s.etag, last_modified = s.last_modified, last_fetched_at = s.last_fetched_at,
+                   last_ok_at = s.last_ok_at, last_status = s.last_status, last_outcome = s.last_outcome,
+                   last_error = s.last_error, consecutive_failures = s.consecutive_failures,
+                   next_check_at = s.next_check_at
+            FROM (SELECT unnest(from_json(?::JSON, '{_FEED_STATE_SPEC}'), recursive := true)) s
+            WHERE feeds.url = s.url""", [json_param(states)])
+
+
+def feed_rows(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored fetch state of the given feeds, as dicts with the keys save_feed_states takes."""
+    if not urls:
+        return {}
+    result = con.execute("""SELECT url, etag, last_modified, last_fetched_at, last_ok_at, last_status, last_outcome,
+               last_error, coalesce(consecutive_failures, 0) AS consecutive_failures, next_check_at
+        FROM feeds WHERE url IN (SELECT unnest(from_json(?::JSON, '["VARCHAR"]')))""", [json_param(list(urls))])
+    names = [d[0] for d in result.description]
+    return {r[0]: dict(zip(names, r)) for r in result.fetchall()}
 
 
 def log_attempts(con: duckdb.DuckDBPyConnection, attempts: Iterable[FetchAttempt], run_id: str) -> int:

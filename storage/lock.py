@@ -12,14 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .db import store_dir
+
 
 class RunInProgress(RuntimeError):
     """Another newsmon process is writing this database."""
 
 
 def lock_path(database: Path) -> Path:
-    """The lock file for a database."""
-    return database.with_name(database.name + ".lock")
+    """The lock file of a store."""
+    return store_dir(database) / "writer.lock"
 
 
 @contextmanager
@@ -37,7 +39,7 @@ def writer_lock(database: Path, wait_s: float = 0.0) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "unknown"
-                    raise RunInProgress(f"another newsmon run (pid {holder}) is writing {database}") from None
+                    raise RunInProgress(f"another newsmon run (pid {holder}) is writing {store_dir(database)}") from None
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()

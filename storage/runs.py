@@ -5,13 +5,18 @@ from datetime import datetime
 
 import duckdb
 
+from .db import LAKE
 
-def start(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime) -> None:
-    """Record a run as running."""
-    con.execute("INSERT INTO runs (run_id, started_at, status) VALUES (?, ?, 'running')", [run_id, started_at])
+
+def start(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime, kind: str = "ingest") -> None:
+    """Record a run (kind 'ingest', 'import' or 'upgrade') as running."""
+    con.execute("INSERT INTO runs (run_id, kind, started_at, status) VALUES (?, ?, ?, 'running')",
+                [run_id, kind, started_at])
 
 
 def finish(con: duckdb.DuckDBPyConnection, run_id: str, status: str, finished_at: datetime, summary: str) -> None:
-    """Record how a run ended and its summary JSON."""
-    con.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE run_id = ?",
-                [finished_at, status, summary, run_id])
+    """Record how a run ended, its summary JSON and the snapshot that holds its data."""
+    # The snapshot read here is the last one with this run's data; this UPDATE makes one more.
+    con.execute(f"""UPDATE runs SET finished_at = ?, status = ?, summary = ?,
+                       snapshot_id = (SELECT id FROM {LAKE}.current_snapshot())
+                    WHERE run_id = ?""", [finished_at, status, summary, run_id])

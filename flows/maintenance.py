@@ -1,0 +1,36 @@
+"""Lake upkeep after a run: few files, bounded snapshot history, no dead files on disk.
+
+Every commit adds a snapshot and, past DuckLake's inlining limit, a small Parquet file. Left
+alone, reads would open ever more files and the disk would keep every replaced file forever.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from storage import maintenance as lake
+
+log = logging.getLogger("newsmon.maintenance")
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What one maintenance pass did."""
+
+    files_merged: int
+    snapshots_expired: int
+    files_deleted: int
+    seconds: float
+
+
+def maintain(con, retention_days: int) -> MaintenanceReport:
+    """Compact, expire snapshots older than retention_days, delete files nothing refers to."""
+    started = time.monotonic()
+    merged = lake.compact(con)
+    expired = lake.expire_snapshots(con, retention_days)
+    deleted = lake.delete_unreferenced_files(con)
+    report = MaintenanceReport(merged, expired, deleted, round(time.monotonic() - started, 3))
+    log.info("maintenance: %d files merged, %d snapshots expired, %d files deleted in %.2fs",
+             merged, expired, deleted, report.seconds)
+    return report

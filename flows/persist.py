@@ -1,0 +1,196 @@
+"""The store stage: link new articles to their duplicates and write them, lake first, index second.
+
+Dedup questions go to the index (B-tree probes whose cost does not grow with history); the rows
+and links go to the lake in one commit per batch; the index then records the new keys. A run
+killed between the two commits leaves the index behind the lake, never ahead of it, and
+`catch_up_index` replays what it missed when the store is next opened.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ingest.dedup import DedupParams, Link, Member, band_keys, hash_key, plan_links, signature
+from ingest.models import Article
+from ingest.urls import url_id
+from storage import articles as article_store
+from storage import index as key_index
+from storage.db import open_writer, store_dir, transaction
+
+log = logging.getLogger("newsmon.store")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An article with its dedup features (computed where the CPU is free: a worker for big batches)."""
+
+    article: Article
+    id: int
+    signature: tuple[int, ...] | None
+    bands: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What one stored batch added."""
+
+    inserted: tuple[int, ...]  # ids of rows that were not there before
+    new_stories: tuple[int, ...]  # inserted originals whose cluster has no earlier-stored member
+    duplicates: tuple[Link, ...]  # links given to inserted rows that are copies
+
+
+@dataclass
+class Store:
+    """The open store: the lake session and the dedup index."""
+
+    con: object  # duckdb connection, with the lake attached and in use
+    index: object  # sqlite3 connection to index.sqlite
+    database: Path
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.index.close()
+        self.con.close()
+
+
+def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB") -> Store:
+    """Open the store for writing and bring the dedup index level with the lake."""
+    con = open_writer(database, memory_limit)
+    store = Store(con, key_index.open_index(store_dir(database) / "index.sqlite"), database)
+    caught_up = catch_up_index(store, params)
+    if caught_up:
+        log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
+    return store
+
+
+def prepare(articles: Sequence[Article], params: DedupParams) -> list[Prepared]:
+    """Compute the dedup features of a batch; pure, so it can run in a worker process."""
+    out = []
+    for a in articles:
+        sig = signature(a.text, params)
+        out.append(Prepared(a, url_id(a.url), sig, tuple(band_keys(sig, params)) if sig else ()))
+    return out
+
+
+def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
+                   queue_alerts: bool = True, also: Callable[[object], None] | None = None) -> StoreResult:
+    """Store the batch's new articles with their duplicate links; re-running it adds nothing.
+
+    `also(con)` runs in the same lake transaction (e.g. the batch's fetch_log rows)."""
+    fresh = _unknown(store, batch)
+    if not fresh:
+        if also:
+            with transaction(store.con):
+                also(store.con)
+        return StoreResult((), (), ())
+    stored = _stored_candidates(store, fresh)
+    base = key_index.last_seq(store.index)
+    new = [_member(p, base + i + 1) for i, p in enumerate(fresh)]
+    links = plan_links(new, stored, params)
+    result = _result(new, stored, links)
+    by_id = {l.article_id: l for l in links}
+    new_ids = {m.id for m in new}
+    with transaction(store.con):
+        article_store.insert_articles(store.con, [_row(p, m.seq, by_id.get(p.id), run_id) for p, m in zip(fresh, new)])
+        article_store.update_links(store.con, [{"id": l.article_id, "duplicate_of": l.duplicate_of, "kind": l.kind,
+                                                "similarity": l.similarity} for l in links if l.article_id not in new_ids])
+        if queue_alerts:
+            article_store.queue_for_alerts(store.con, result.new_stories)
+        if also:
+            also(store.con)
+    key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new))
+    return result
+
+
+def known(store: Store, urls: Iterable[str]) -> set[str]:
+    """The URLs (canonical, or as a feed linked them) that are already stored."""
+    ids = {url_id(u): u for u in urls}
+    return {ids[k] for k in key_index.known_urls(store.index, list(ids))}
+
+
+def catch_up_index(store: Store, params: DedupParams) -> int:
+    """Add to the index what the lake holds beyond its last_seq; return the number of articles added."""
+    added = 0
+    for rows in article_store.stored_after(store.con, key_index.last_seq(store.index)):
+        url_keys, hash_keys, bands = [], [], []
+        for id_, _seq, _pub, chash, sig, _dup, url, source_url in rows:
+            url_keys += [(url_id(url), id_)] + ([(url_id(source_url), id_)] if source_url else [])
+            hash_keys.append((hash_key(chash), id_))
+            bands += [(k, id_) for k in band_keys(tuple(sig), params)] if sig else []
+        ids = [r[0] for r in rows]
+        # Stored copies re-pointed to one of these rows were updated in the same lake commit.
+        links = [(r[0], r[5]) for r in rows] + article_store.copies_of(store.con, ids)
+        key_index.add(store.index, url_keys, hash_keys, bands, links, rows[-1][1])
+        added += len(rows)
+    return added
+
+
+def rebuild_index(store: Store, params: DedupParams) -> int:
+    """Forget the index and rebuild it from the lake; return the number of articles indexed."""
+    key_index.reset(store.index)
+    return catch_up_index(store, params)
+
+
+def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
+    """The batch without repeated URLs and URLs already stored, oldest first."""
+    unique: dict[int, Prepared] = {}
+    for p in batch:
+        unique.setdefault(p.id, p)
+    keys = list(unique) + [url_id(p.article.source_url) for p in unique.values() if p.article.source_url]
+    seen = key_index.known_urls(store.index, keys)
+    fresh = [p for p in unique.values()
+             if p.id not in seen and not (p.article.source_url and url_id(p.article.source_url) in seen)]
+    # Storage order decides ties between copies published at the same time: earliest first, then input order.
+    return sorted(fresh, key=lambda p: (p.article.published_at is None, p.article.published_at or 0))
+
+
+def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
+    """Stored articles sharing a content hash or a band key with the batch, with their whole clusters."""
+    hits = key_index.candidates(store.index, sorted({k for p in fresh for k in p.bands}),
+                                sorted({hash_key(p.article.content_hash) for p in fresh}))
+    ids = key_index.clusters(store.index, hits)
+    return [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
+                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5])
+            for r in article_store.members(store.con, sorted(ids))]
+
+
+def _member(p: Prepared, seq: int) -> Member:
+    return Member(id=p.id, seq=seq, published_at=p.article.published_at, content_hash=p.article.content_hash,
+                  signature=p.signature, duplicate_of=None)
+
+
+def _keys(fresh: Sequence[Prepared]) -> tuple[list, list, list]:
+    url_keys = [(p.id, p.id) for p in fresh]
+    url_keys += [(url_id(p.article.source_url), p.id) for p in fresh if p.article.source_url]
+    hash_keys = [(hash_key(p.article.content_hash), p.id) for p in fresh]
+    bands = [(k, p.id) for p in fresh for k in p.bands]
+    return url_keys, hash_keys, bands
+
+
+def _row(p: Prepared, seq: int, link: Link | None, run_id: str) -> dict:
+    a = p.article
+    copy = link is not None and link.duplicate_of is not None
+    return {"id": p.id, "seq": seq, "url": a.url, "source_url": a.source_url, "feed_url": a.feed_url,
+            "title": a.title, "author": a.author, "published_at": a.published_at, "date_source": a.date_source,
+            "fetched_at": a.fetched_at, "language": a.language, "text": a.text, "word_count": a.word_count,
+            "description": a.description, "sitename": a.sitename, "extraction": a.extraction,
+            "content_hash": a.content_hash, "signature": list(p.signature) if p.signature else None,
+            "run_id": run_id, "duplicate_of": link.duplicate_of if copy else None,
+            "duplicate_kind": link.kind if copy else None, "similarity": link.similarity if copy else None}
+
+
+def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:
+    linked = {l.article_id: l for l in links}
+
+    def root(m: Member) -> int:
+        if m.id in linked:
+            return linked[m.id].duplicate_of or m.id
+        return m.duplicate_of or m.id
+
+    # A cluster that already had a stored member was alerted on before: becoming its original is not news.
+    stored_roots = {root(s) for s in stored}
+    stories = tuple(m.id for m in new if root(m) == m.id and m.id not in stored_roots)
+    copies = tuple(linked[m.id] for m in new if root(m) != m.id)
+    return StoreResult(tuple(m.id for m in new), stories, copies)

@@ -1,0 +1,95 @@
+"""SQL for the dedup index: a SQLite file of B-tree keys beside the lake.
+
+Every dedup question a batch asks (is this URL stored? which articles share this content hash or
+this LSH band key? which cluster is that article in?) is a B-tree probe here, so it costs about the
+same at 1,000 or 10 million stored articles and needs no memory beyond SQLite's page cache. The lake
+stays the source of truth: `last_seq` says how far the index has caught up, and a run that was
+killed between the lake commit and the index commit is caught up from the lake on the next open.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Sequence
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS url_keys (key INTEGER PRIMARY KEY, article_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hash_keys (key INTEGER NOT NULL, article_id INTEGER NOT NULL,
+                                      PRIMARY KEY (key, article_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS band_keys (key INTEGER NOT NULL, article_id INTEGER NOT NULL,
+                                      PRIMARY KEY (key, article_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS copies (article_id INTEGER PRIMARY KEY, root INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS copies_root ON copies (root);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_IDS = "SELECT value FROM json_each(?)"
+
+
+def open_index(path: Path, cache_mb: int = 64) -> sqlite3.Connection:
+    """Open (creating it) the index file; the page cache is bounded to cache_mb."""
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash may lose the last commit, never corrupt
+    con.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
+    con.executescript(_SCHEMA)
+    return con
+
+
+def last_seq(con: sqlite3.Connection) -> int:
+    """The highest article seq the index holds keys for (0 when empty)."""
+    row = con.execute("SELECT value FROM meta WHERE name = 'last_seq'").fetchone()
+    return row[0] if row else 0
+
+
+def known_urls(con: sqlite3.Connection, keys: Sequence[int]) -> set[int]:
+    """The URL keys (canonical or as-linked) already stored."""
+    if not keys:
+        return set()
+    return {r[0] for r in con.execute(f"SELECT key FROM url_keys WHERE key IN ({_IDS})", [json.dumps(list(keys))])}
+
+
+def candidates(con: sqlite3.Connection, band_keys: Sequence[int], hash_keys: Sequence[int]) -> set[int]:
+    """Articles sharing an LSH band key or a content-hash key with the probe."""
+    rows = con.execute(f"""SELECT article_id FROM band_keys WHERE key IN ({_IDS})
+                           UNION SELECT article_id FROM hash_keys WHERE key IN ({_IDS})""",
+                       [json.dumps(list(band_keys)), json.dumps(list(hash_keys))])
+    return {r[0] for r in rows}
+
+
+def clusters(con: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
+    """The given articles plus every member of their clusters (original and copies)."""
+    ids = list(ids)
+    if not ids:
+        return set()
+    roots = set(ids) - {r[0] for r in con.execute(f"SELECT article_id FROM copies WHERE article_id IN ({_IDS})",
+                                                  [json.dumps(ids)])}
+    roots |= {r[0] for r in con.execute(f"SELECT root FROM copies WHERE article_id IN ({_IDS})", [json.dumps(ids)])}
+    members = {r[0] for r in con.execute(f"SELECT article_id FROM copies WHERE root IN ({_IDS})",
+                                         [json.dumps(sorted(roots))])}
+    return roots | members | set(ids)
+
+
+def add(con: sqlite3.Connection, url_keys: Sequence[tuple[int, int]], hash_keys: Sequence[tuple[int, int]],
+        band_keys: Sequence[tuple[int, int]], links: Sequence[tuple[int, int | None]], seq: int) -> None:
+    """Record keys and cluster links (root None: the article is an original) up to `seq`, in one commit."""
+    con.execute("BEGIN")
+    try:
+        con.executemany("INSERT OR IGNORE INTO url_keys VALUES (?, ?)", url_keys)
+        con.executemany("INSERT OR IGNORE INTO hash_keys VALUES (?, ?)", hash_keys)
+        con.executemany("INSERT OR IGNORE INTO band_keys VALUES (?, ?)", band_keys)
+        con.executemany("DELETE FROM copies WHERE article_id = ?", [(i,) for i, root in links if root is None])
+        con.executemany("INSERT OR REPLACE INTO copies VALUES (?, ?)",
+                        [(i, root) for i, root in links if root is not None])
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', max(?, coalesce("
+                    "(SELECT value FROM meta WHERE name = 'last_seq'), 0)))", [seq])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def reset(con: sqlite3.Connection) -> None:
+    """Forget every key (the index is then rebuilt from the lake)."""
+    con.executescript("BEGIN; DELETE FROM url_keys; DELETE FROM hash_keys; DELETE FROM band_keys;"
+                      "DELETE FROM copies; DELETE FROM meta; COMMIT;")

@@ -1,0 +1,24 @@
+"""SQL for lake upkeep: compaction, snapshot expiry and removal of unreferenced files."""
+from __future__ import annotations
+
+import duckdb
+
+from .db import LAKE
+
+
+def compact(con: duckdb.DuckDBPyConnection) -> int:
+    """Move small inlined changes into Parquet and merge adjacent small files; return files merged."""
+    con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
+    return sum(r[-1] or 0 for r in con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall())
+
+
+def expire_snapshots(con: duckdb.DuckDBPyConnection, retention_days: int) -> int:
+    """Forget snapshots older than the retention (time travel stops there); return how many."""
+    rows = con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', older_than => now() - INTERVAL (?) DAY)",
+                       [retention_days]).fetchall()
+    return len(rows)
+
+
+def delete_unreferenced_files(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete data files no remaining snapshot refers to; return how many."""
+    return len(con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)").fetchall())
