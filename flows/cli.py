@@ -47,9 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "run one ingest cycle (a local Prefect flow run; no server needed)")
     command("digest", cmd_digest, "send pending hits of digest channels now")
     command("check", cmd_check, "validate the config file and exit")
-    sql = command("sql", cmd_sql, "run a read-only SQL query against the database and print a table")
+    sql = command("sql", cmd_sql, "run a read-only SQL query against the store")
     sql.add_argument("query")
-    sql.add_argument("--max-width", type=int, default=60, help="truncate cells to this many characters")
+    sql.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                     help="table (default), json (one array of row objects) or csv")
+    sql.add_argument("--max-width", type=int, default=60, help="table format: truncate cells to this many characters")
+    imp = command("import", cmd_import, "import articles from Parquet or JSON Lines files (.jsonl, .jsonl.gz)")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.add_argument("--alerts", action="store_true", help="match imported stories against the alert rules too")
     command("feeds", cmd_feeds, "print feed health: last success, failures, last error, articles in 7 days")
     alerts = command("alerts", cmd_alerts, "list recent alert hits and their delivery status")
     alerts.add_argument("--limit", type=int, default=50)
@@ -125,16 +130,37 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from flows.output import print_csv, print_json
     from storage.db import open_reader, run_query
 
     settings = _settings(args)
-    con = open_reader(settings.database)
+    con = open_reader(settings.database, settings.storage.memory_limit)
     try:
         columns, rows = run_query(con, args.query)
     finally:
         con.close()
-    print_table(columns, rows, args.max_width)
+    if args.format == "json":
+        print_json(columns, rows)
+    elif args.format == "csv":
+        print_csv(columns, rows)
+    else:
+        print_table(columns, rows, args.max_width)
     return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from flows.importer import import_files
+    from flows.progress import terminal_progress
+
+    settings = _settings(args)
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    with terminal_progress("rows") as progress:
+        summary = import_files(settings, args.files, alerts=args.alerts, progress=progress)
+    for line in summary.lines():
+        print(line)
+    return EXIT_ERROR if summary.failed_files else EXIT_OK
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:

@@ -29,7 +29,12 @@ def normalise_text(text: str) -> str:
 
 def content_hash(text: str) -> str:
     """Hex SHA-256 of the normalised text: equal for copies that differ only in case, spacing or punctuation."""
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+    return hash_of_normalised(normalise_text(text))
+
+
+def hash_of_normalised(norm: str) -> str:
+    """content_hash() of a text already passed through normalise_text."""
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
 
 
 def hash_key(content_hash_hex: str) -> int:
@@ -60,7 +65,11 @@ class DedupParams:
 
 def tokens(text: str) -> list[str]:
     """Words of the normalised text; CJK ideographs and kana count as one word each."""
-    norm = normalise_text(text)
+    return tokens_of_normalised(normalise_text(text))
+
+
+def tokens_of_normalised(norm: str) -> list[str]:
+    """tokens() of a text already passed through normalise_text (normalising is the costly part)."""
     if not _CJK_CHAR.search(norm):
         return norm.split()
     return [piece for word in norm.split() for piece in _CJK_SPLIT.findall(word)]

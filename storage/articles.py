@@ -7,7 +7,7 @@ import duckdb
 
 from ingest.models import Article
 
-from .db import json_param, json_spec
+from .db import cursor, json_param, json_spec
 
 # The one definition of an article row as newsmon writes it (the migration declares the same names).
 ARTICLE_COLUMNS = {
@@ -52,7 +52,8 @@ def members(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple]:
 def stored_after(con: duckdb.DuckDBPyConnection, seq: int, batch: int = 10_000) -> Iterator[list[tuple]]:
     """MEMBER_COLUMNS of articles stored after `seq`, in storage order, a batch at a time."""
     # seq grows with every commit, so each data file's min/max lets DuckLake skip the older files.
-    result = con.execute(f"SELECT {MEMBER_COLUMNS} FROM articles WHERE seq > ? ORDER BY seq", [seq])
+    # A cursor of its own: callers write on `con` between batches, which would end this result.
+    result = cursor(con).execute(f"SELECT {MEMBER_COLUMNS} FROM articles WHERE seq > ? ORDER BY seq", [seq])
     while rows := result.fetchmany(batch):
         yield rows
 
@@ -90,7 +91,7 @@ def originals(con: duckdb.DuckDBPyConnection, batch: int = 1000):
 
 
 def _articles(con: duckdb.DuckDBPyConnection, where: str, batch: int = 1000):
-    result = con.execute(f"""
+    result = cursor(con).execute(f"""
         SELECT id, url, feed_url, title, author, published_at, date_source, fetched_at, language, text,
                content_hash, extraction, source_url, word_count, description, sitename
         FROM articles {where}""")

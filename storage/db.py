@@ -151,6 +151,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second cursor on the same session, with the lake in use (for a result read while `con` writes)."""
+    cur = con.cursor()
+    cur.execute(f"USE {LAKE}")
+    return cur
+
+
 def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
     """The id of the lake's latest committed snapshot (what `AT (VERSION => id)` takes)."""
     return con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]

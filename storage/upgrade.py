@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import duckdb
 
 from .articles import ARTICLE_COLUMNS
-from .db import LAKE
+from .db import LAKE, cursor
 
 # Tables copied as they are; articles go through the store stage (their signatures are recomputed).
 COPIED_TABLES = ("feeds", "fetch_log", "alert_queue", "alert_matches", "deliveries", "runs")
@@ -48,7 +48,8 @@ def articles(con: duckdb.DuckDBPyConnection, batch: int = 2000) -> Iterator[list
     """The old file's articles as row dicts with ARTICLE_COLUMNS' keys (signature left None), by seq."""
     old = set(_columns(con, _LEGACY, "articles"))
     select = ", ".join(f'"{c}"' if c in old and c != "signature" else f'NULL AS "{c}"' for c in ARTICLE_COLUMNS)
-    result = con.execute(f"SELECT {select} FROM {_LEGACY}.main.articles ORDER BY seq")
+    # A cursor of its own: the caller writes on `con` between batches, which would end this result.
+    result = cursor(con).execute(f"SELECT {select} FROM {_LEGACY}.main.articles ORDER BY seq")
     names = list(ARTICLE_COLUMNS)
     while rows := result.fetchmany(batch):
         yield [dict(zip(names, r)) for r in rows]

@@ -1,0 +1,193 @@
+"""`newsmon import FILE...`: backfill articles from Parquet or JSON Lines through the store stage.
+
+Rows take the path fetched articles take: canonical URL, exact and near duplicates (against the
+store and within the files), one lake commit per chunk. A URL already stored is skipped, so
+importing a file twice adds nothing, and an import killed midway keeps every committed chunk and
+finishes on the next try. Validation and MinHash, the CPU-heavy part, run in worker processes
+(one per core) while this process writes the previous chunk.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import uuid
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ingest.archive import BadRecord, article_from_record, features, jsonl_records
+from ingest.dedup import DedupParams, band_keys
+from ingest.urls import url_id
+from storage import runs as run_store
+from storage.db import transaction
+from storage.imports import UnreadableFile, parquet_records, parquet_rows
+from storage.lock import writer_lock
+
+from flows.config import Settings
+from flows.delivery import alert_and_deliver
+from flows.maintenance import maintain
+from flows.persist import Prepared, Store, open_store, store_articles
+
+log = logging.getLogger("newsmon.import")
+CHUNK = 2000  # rows per worker task and per lake commit
+IN_FLIGHT = 3  # chunks being prepared while one is written: enough to keep every worker busy
+MAX_EXAMPLES = 10  # bad rows reported with their place in the file
+
+
+@dataclass
+class ImportSummary:
+    """What an import did."""
+
+    files: int = 0
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    already_stored: int = 0
+    bad_rows: int = 0
+    bad_examples: list[str] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+    alerts_fired: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """The summary printed at the end."""
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        out = [f"import: {self.files} file(s), {self.rows} rows in {self.seconds:.1f}s ({rate:,.0f} rows/s): "
+               f"{self.imported} new ({self.duplicates} of them duplicates), {self.already_stored} already stored, "
+               f"{self.bad_rows} bad"]
+        out += [f"  bad row {example}" for example in self.bad_examples]
+        if self.bad_rows > len(self.bad_examples):
+            out.append(f"  ... and {self.bad_rows - len(self.bad_examples)} more bad rows")
+        out += [f"  failed file {failure}" for failure in self.failed_files]
+        if self.alerts_fired:
+            out.append(f"  alerts: {self.alerts_fired} fired")
+        return out
+
+
+def prepare_records(records: Sequence[tuple[str, Any]], params: DedupParams,
+                    imported_at: datetime) -> tuple[list[Prepared], list[str]]:
+    """Validate records and compute their dedup features; returns (prepared, 'where: why' of bad rows)."""
+    prepared, bad = [], []
+    for where, record in records:
+        try:
+            article, norm = article_from_record(record, imported_at)
+        except BadRecord as exc:
+            bad.append(f"{where}: {exc}")
+            continue
+        sig = features(norm, params)
+        prepared.append(Prepared(article, url_id(article.url), sig, tuple(band_keys(sig, params)) if sig else ()))
+    return prepared, bad
+
+
+def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False, progress=None,
+                 workers: int | None = None) -> ImportSummary:
+    """Import every file into the store (holding the writer lock); bad rows and files are reported, not fatal."""
+    summary = ImportSummary()
+    started = time.monotonic()
+    with writer_lock(settings.database, wait_s=0):
+        store = open_store(settings.database, settings.dedup, settings.storage.memory_limit)
+        run_id = f"import-{uuid.uuid4().hex[:8]}"
+        try:
+            with transaction(store.con):
+                run_store.start(store.con, run_id, datetime.now(timezone.utc), kind="import")
+            with _pool(workers) as pool:
+                for path in paths:
+                    _import_file(store, pool, path, settings, run_id, alerts, summary, progress)
+            if alerts:
+                summary.alerts_fired = alert_and_deliver(store.con, settings).fired
+            summary.seconds = time.monotonic() - started
+            _finish(store, run_id, "completed", summary)
+            maintain(store.con, settings.storage.snapshot_retention_days)
+        except BaseException:
+            _finish(store, run_id, "failed", summary)
+            raise
+        finally:
+            store.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _import_file(store: Store, pool: Executor, path: Path, settings: Settings, run_id: str, alerts: bool,
+                 summary: ImportSummary, progress) -> None:
+    summary.files += 1
+    if progress:
+        progress.start(parquet_rows(path) if _is_parquet(path) else None)
+    try:
+        for prepared, bad, count in _prepared_chunks(pool, _chunks(path), settings.dedup):
+            summary.rows += count
+            summary.bad_rows += len(bad)
+            summary.bad_examples += bad[: max(0, MAX_EXAMPLES - len(summary.bad_examples))]
+            result = store_articles(store, prepared, settings.dedup, run_id, queue_alerts=alerts)
+            summary.imported += len(result.inserted)
+            summary.duplicates += len(result.duplicates)
+            summary.already_stored += len(prepared) - len(result.inserted)
+            if progress:
+                progress.advance(count)
+    except (OSError, EOFError, UnreadableFile) as exc:  # EOFError: a truncated .gz
+        summary.failed_files.append(f"{path}: {exc}")
+        log.warning("import of %s stopped: %s", path, exc)
+    finally:
+        if progress:
+            progress.stop()
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
+    """Records of one file in CHUNK-sized lists, each with its place ('file:line' or 'file row N')."""
+    if _is_parquet(path):
+        for rows in parquet_records(path, CHUNK):
+            yield [(f"{path.name} row {n}", record) for n, record in rows]
+        return
+    if not path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
+        raise UnreadableFile("unknown format: use .parquet, .jsonl or .jsonl.gz")
+    chunk: list[tuple[str, Any]] = []
+    for number, record in jsonl_records(path):
+        chunk.append((f"{path.name}:{number}", record))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _prepared_chunks(pool: Executor, chunks: Iterable[list], params: DedupParams):
+    """(prepared, bad, rows) per chunk, in file order, with up to IN_FLIGHT chunks in the workers."""
+    now = datetime.now(timezone.utc)
+    waiting: deque[tuple[Future, int]] = deque()
+    for chunk in chunks:
+        waiting.append((pool.submit(prepare_records, chunk, params, now), len(chunk)))
+        if len(waiting) >= IN_FLIGHT:
+            future, count = waiting.popleft()
+            yield (*future.result(), count)
+    while waiting:
+        future, count = waiting.popleft()
+        yield (*future.result(), count)
+
+
+def _pool(workers: int | None) -> ProcessPoolExecutor:
+    # forkserver: workers start from a clean process, not a fork of this one with its DuckDB threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ingest.archive"])
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=context)
+
+
+def _finish(store: Store, run_id: str, status: str, summary: ImportSummary) -> None:
+    try:
+        with transaction(store.con):
+            run_store.finish(store.con, run_id, status, datetime.now(timezone.utc), _json(summary))
+    except Exception:  # after a crash the connection may be unusable; the run row then stays 'running'
+        log.debug("could not record import status", exc_info=True)
+
+
+def _json(summary: ImportSummary) -> str:
+    import json
+
+    return json.dumps(asdict(summary))
