@@ -1,10 +1,8 @@
-"""Small helpers shared by the flow tests: run a flow in-process, read a published database."""
+"""Small helpers shared by the flow tests: run a flow in-process, read a store."""
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-
-import duckdb
 
 
 def run_flow(config: str):
@@ -22,8 +20,10 @@ def run_digest(config: str) -> dict:
 
 
 def query(db_path: Path | str, sql: str, params=()) -> list[tuple]:
-    """Rows of a read-only query on a published database."""
-    con = duckdb.connect(str(db_path), read_only=True)
+    """Rows of a read-only query on the store of a configured database path."""
+    from storage.db import open_reader
+
+    con = open_reader(Path(db_path))
     try:
         return con.execute(sql, list(params)).fetchall()
     finally:

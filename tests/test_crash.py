@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 
 from flows.config import load_settings
@@ -90,12 +89,8 @@ def test_failure_in_the_alert_stage_is_finished_by_the_next_run(tmp_path, slow_s
 
     with pytest.raises(RuntimeError):
         asyncio.run(run_cycle(load_settings(config), Stages(alerts=crash)))
-    con = duckdb.connect(str(db_path) + ".work", read_only=True)
-    try:
-        assert con.execute("SELECT count(*) FROM alert_queue").fetchone()[0] == PAGES
-        assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
-    finally:
-        con.close()
+    assert query(db_path, "SELECT count(*) FROM alert_queue") == [(PAGES,)]
+    assert query(db_path, "SELECT status FROM runs") == [("failed",)]
     summary = run_flow(config)
     assert summary.articles_new == 0 and summary.alerts.fired == PAGES
     assert len(slow_site.hits("/hook")) == PAGES

@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-import duckdb
 import pytest
+
+from storage.db import open_reader
 
 from tests.conftest import FIXTURES
 from tests.helpers import query as query_db
@@ -110,7 +111,7 @@ def query(config: str, sql: str, params=()) -> list[tuple]:
 
 def article(config: str, source_url: str) -> dict | None:
     """The stored article whose feed link was `source_url`, as a dict."""
-    con = duckdb.connect(str(db_of(config)), read_only=True)
+    con = open_reader(db_of(config))
     try:
         cur = con.execute("SELECT * FROM articles WHERE source_url = ?", [source_url])
         row = cur.fetchone()
@@ -126,7 +127,7 @@ def page_log(config: str, url: str) -> list[tuple]:
 
 
 def feed_row(config: str, url: str) -> dict:
-    con = duckdb.connect(str(db_of(config)), read_only=True)
+    con = open_reader(db_of(config))
     try:
         cur = con.execute("SELECT * FROM feeds WHERE url = ?", [url])
         return dict(zip([d[0] for d in cur.description], cur.fetchone()))

@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-import duckdb
 import pytest
 
 from tests.conftest import REPO
@@ -81,10 +80,13 @@ def healthy(api_url: str) -> bool:
 
 
 def published(database: Path, sql: str) -> list[tuple]:
-    """Rows of a query on the published snapshot, [] while there is none."""
-    if not database.exists():
+    """Rows of a query on the last committed snapshot, [] while there is no store."""
+    from storage.db import StoreMissing, open_reader
+
+    try:
+        con = open_reader(database)
+    except StoreMissing:
         return []
-    con = duckdb.connect(str(database), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:
