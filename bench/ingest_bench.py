@@ -6,11 +6,13 @@
 Every figure that is compared is measured in the same invocation, and the report prints ratios:
     throughput  newsmon run pages/s over extract_article alone in a plain loop (the ceiling)
     breakdown   the same batch through run_cycle(settings, Stages()) with timers, and each stage alone
-    scale       cost per article at 1x and Nx the corpus; peak RSS of a small batch on an empty vs a full DB
+    scale       cost per article at 1x and Nx the corpus; peak RSS of a small batch on an empty vs a full store
     re-run      a second run with nothing new (feeds answer 304) against the first
     prefect     the same batch through the @flow (TASK_STAGES) and through plain functions (no Prefect)
 
 The HTTP server (tests/loopback.py) runs in its own process, so it never competes with the run for the GIL.
+The store is a DuckLake folder (storage/db.py) committed per batch; there is no publish step any more, so
+where the report used to time publish (checkpoint + copy) it times the lake maintenance each run ends with.
 """
 from __future__ import annotations
 
@@ -241,7 +243,7 @@ class Run:
     peak_rss_mb: float  # VmHWM of the process itself, polled
     tree_maxrss_mb: float  # wait4 ru_maxrss: the largest of the process and its children (Prefect's server)
     report: dict = field(default_factory=dict)  # from an instrumented child
-    db: dict = field(default_factory=dict)  # from the published database (newsmon run)
+    db: dict = field(default_factory=dict)  # read back from the store (newsmon run)
     ceiling_at: int = 0  # number of ceiling measurements taken before this run
 
 
@@ -292,7 +294,7 @@ def _poll_hwm(pid: int, hwm: list[float]) -> None:
 
 
 def newsmon_run(label: str, config: Path, env: dict[str, str], work: Path) -> Run:
-    """The real command, `newsmon run --config F`; in-cycle time and counts come from the published DB."""
+    """The real command, `newsmon run --config F`; in-cycle time and counts are read back from the store."""
     exe = Path(sys.executable).with_name("newsmon")
     cmd = [str(exe), "run", "--config", str(config)] if exe.exists() else \
         [sys.executable, "-m", "flows.cli", "run", "--config", str(config)]
@@ -315,22 +317,27 @@ def _database(config: Path) -> Path:
 
 
 def last_run(database: Path) -> dict:
-    """The newest run row of a published database, with article counts."""
-    import duckdb
+    """The newest ingest run of a store, with article counts and the store folder's size."""
+    from storage.db import open_reader, store_dir
 
-    con = duckdb.connect(str(database), read_only=True)
+    con = open_reader(database)
     try:
-        started, finished, summary = con.execute(
-            "SELECT started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        started, finished, summary = con.execute("""SELECT started_at, finished_at, summary FROM runs
+            WHERE kind = 'ingest' ORDER BY started_at DESC LIMIT 1""").fetchone()
         total, copies, marked, trafilatura = con.execute(f"""SELECT count(*), count(duplicate_of),
             count(*) FILTER (WHERE text LIKE '%{MARKER}%'), count(*) FILTER (WHERE extraction = 'trafilatura')
             FROM articles""").fetchone()
     finally:
         con.close()
     summary = json.loads(summary)
-    return {"db_mb": database.stat().st_size / 2**20, "cycle_s": (finished - started).total_seconds(), "new": summary["articles_new"],
-            "duplicates": summary["articles_duplicate"], "failed": summary["articles_failed"],
+    return {"db_mb": folder_bytes(store_dir(database)) / 2**20, "cycle_s": (finished - started).total_seconds(),
+            "new": summary["articles_new"], "duplicates": summary["articles_duplicate"], "failed": summary["articles_failed"],
             "stored": total, "linked": copies, "marked": marked, "extracted": trafilatura}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Size on disk of a store: every file under its folder (catalog, Parquet files, dedup index)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------------------- instrumented children
@@ -369,6 +376,10 @@ class Timers:
         return wrapper
 
 
+OPEN = "open store (migrate, index catch-up)"
+MAINTAIN = "maintenance (compact, expire, clean)"
+
+
 def _time_cycle_phases(cycle, timers: Timers) -> None:
     """Wrap the module-level helpers both the plain and the flow paths go through."""
     # Extraction runs in a worker process for runs of 50+ pages: its time is not visible here, and a
@@ -377,8 +388,8 @@ def _time_cycle_phases(cycle, timers: Timers) -> None:
         cycle.extract_article = timers.sync("extract (worker thread busy)", cycle.extract_article)
     cycle._read_feeds = timers.coro("feeds phase", cycle._read_feeds)
     cycle._read_pages = timers.coro("pages phase (fetch+extract+store)", cycle._read_pages)
-    cycle.publish = timers.sync("publish (checkpoint+copy)", cycle.publish)
-    cycle.open_writer = timers.sync("open + migrate", cycle.open_writer)
+    cycle._maintain = timers.sync(MAINTAIN, cycle._maintain)
+    cycle.open_store = timers.sync(OPEN, cycle.open_store)
     cycle.run_cycle = timers.coro("cycle", cycle.run_cycle)
 
 
@@ -433,11 +444,12 @@ def child_flow(config: str, out: str) -> None:
 
 
 def child_parts(config: str, out: str) -> None:
-    """Each stage alone on the same batch: fetch only, extract only, MinHash only, store only."""
+    """Each stage alone on the same batch: fetch only, extract only, MinHash only, store only, maintenance."""
     from flows import cycle
     from flows.config import load_settings
+    from flows.maintenance import maintain
+    from flows.persist import open_store
     from ingest.dedup import signature
-    from storage.db import open_writer, publish
 
     settings = load_settings(config)
     result: dict[str, float] = {}
@@ -451,16 +463,16 @@ def child_parts(config: str, out: str) -> None:
     for a in articles:
         signature(a.text, settings.dedup)
     result["minhash_s"] = time.perf_counter() - wall
-    con = open_writer(settings.database)
+    store = open_store(settings.database, settings.dedup, settings.storage.memory_limit)
     wall = time.perf_counter()
     for i in range(0, len(articles), cycle.PAGE_BATCH):
         batch = cycle.PageBatch(tuple(articles[i:i + cycle.PAGE_BATCH]), (), 0)
-        cycle.store_batch(con, batch, settings, "bench")
+        cycle.store_batch(store, batch, settings, "bench")
     result["store_s"] = time.perf_counter() - wall
     wall = time.perf_counter()
-    publish(con, settings.database)
-    result["publish_s"] = time.perf_counter() - wall
-    con.close()
+    maintain(store.con, settings.storage.snapshot_retention_days)
+    result["maintain_s"] = time.perf_counter() - wall
+    store.close()
     result["maxrss_mb"] = _self_maxrss_mb()
     Path(out).write_text(json.dumps(result))
 
@@ -613,9 +625,9 @@ def _cycle_cpu_ms(run: Run) -> float:
 
 def _throughput_lines(b: Bench) -> list[str]:
     rate, cpu = _ceil(b)
-    out = ["1. Throughput, new pages into an empty DB (ratio = pages/s over the ceiling's pages/s)",
-           "   `newsmon run` (cycle = runs.started_at..finished_at in the published DB; the rest is process",
-           "   start, imports, Prefect's ephemeral API, flow bookkeeping and exit)",
+    out = ["1. Throughput, new pages into an empty store (ratio = pages/s over the ceiling's pages/s)",
+           "   `newsmon run` (cycle = runs.started_at..finished_at read back from the store; the rest is process",
+           "   start, imports, Prefect's ephemeral API, flow bookkeeping, lake maintenance and exit)",
            "   ratios against the ceiling measured around each run (mean of the one before and after)",
            "   run               pages  wall s  cycle s  rest s  wall p/s  cycle p/s  wall ratio  cycle ratio"]
     for run in b.runs["one"] + b.runs["scale"]:
@@ -656,8 +668,8 @@ def _breakdown_lines(b: Bench) -> list[str]:
            f"     extract_article on the fetched pages     {ms(parts['extract_s'])}",
            f"     fetch only: feeds + pages over loopback  {ms(parts['fetch_wall_s'])}   CPU {ms(parts['fetch_cpu_s'])}",
            f"     MinHash signatures                       {ms(parts['minhash_s'])}",
-           f"     store_batch (DuckDB, dedup, MinHash)     {ms(parts['store_s'])}",
-           f"     publish (checkpoint + copy)              {parts['publish_s']:6.2f} s per run"]
+           f"     store_batch (MinHash, index, lake commit) {ms(parts['store_s'])}",
+           f"     maintenance (compact, expire, clean)     {parts['maintain_s']:6.2f} s per run"]
     for run in b.runs["plain"][-1:] + b.runs["flow"][-1:]:
         out += _cycle_split(run)
     return out
@@ -670,11 +682,9 @@ def _cycle_split(run: Run) -> list[str]:
     extract_cpu = c.get("extract (worker thread busy)")
     out = [f"   inside run_cycle, {run.label} ({n} pages): {t['cycle']:.2f} s wall, {c['cycle']:.2f} s CPU "
            f"(all threads), peak RSS {r['maxrss_mb']:.0f} MB, imports {r['import_s']:.1f} s"]
-    out += [f"     {name:<36} {t[name]:6.2f} s" for name in
-            ("open + migrate", "feeds phase", "pages phase (fetch+extract+store)", "publish (checkpoint+copy)")
-            if name in t]
-    other = t["cycle"] - sum(t.get(k, 0.0) for k in ("open + migrate", "feeds phase",
-                                                      "pages phase (fetch+extract+store)", "publish (checkpoint+copy)"))
+    phases = (OPEN, "feeds phase", "pages phase (fetch+extract+store)", MAINTAIN)
+    out += [f"     {name:<36} {t[name]:6.2f} s" for name in phases if name in t]
+    other = t["cycle"] - sum(t.get(k, 0.0) for k in phases)
     out.append(f"     {'rest (alerts, run records, Prefect)':<36} {other:6.2f} s")
     if extract_cpu is None:
         line = ("     pages phase: extraction ran in its worker process (its CPU is not in this process's "
@@ -716,11 +726,11 @@ def _scale_lines(b: Bench) -> list[str]:
     per = lambda r: 1000 * r.db["cycle_s"] / r.db["new"]  # noqa: E731
     out = [f"4. Scale: 1x and {b.plan.scale}x the corpus through `newsmon run` (distinct URLs, one distinct sentence per copy)",
            "   run               new  stored  linked as copies  with the sentence  cycle ms/article  "
-           "wall ms/article  DB file MB  peak RSS MB (process / with Prefect's server)"]
+           "wall ms/article  store MB  peak RSS MB (process / with Prefect's server)"]
     for run in (one, scale):
         d = run.db
         out.append(f"   {run.label:<17} {d['new']:>4}  {d['stored']:>6}  {d['linked']:>16}  {d['marked']:>17}  "
-                   f"{per(run):>16.1f}  {1000 * run.wall_s / d['new']:>15.1f}  {d['db_mb']:>10.1f}  "
+                   f"{per(run):>16.1f}  {1000 * run.wall_s / d['new']:>15.1f}  {d['db_mb']:>8.1f}  "
                    f"{run.peak_rss_mb:>6.0f} / {run.tree_maxrss_mb:.0f}")
     grow = per(scale) / per(one)
     marginal = (scale.wall_s - one.wall_s) / (scale.db["new"] - one.db["new"])
@@ -729,13 +739,14 @@ def _scale_lines(b: Bench) -> list[str]:
     empty, full = b.runs["small-empty"][0].report, b.runs["small-full"][0].report
     cyc = lambda r: 1000 * r["timers"]["cycle"] / r["articles_new"]  # noqa: E731
     cpu = lambda r: 1000 * r["cpu"]["cycle"] / r["articles_new"]  # noqa: E731
-    out.append(f"   the same {b.plan.small} new pages (plain run_cycle) into an empty DB and into the DB holding "
+    out.append(f"   the same {b.plan.small} new pages (plain run_cycle) into an empty store and into the store holding "
                f"the {scale.db['stored']} articles above:")
     out.append(f"     peak RSS {empty['maxrss_mb']:.0f} MB vs {full['maxrss_mb']:.0f} MB "
                f"({full['maxrss_mb'] / empty['maxrss_mb']:.2f}); cycle {cyc(empty):.1f} vs {cyc(full):.1f} ms/article "
                f"({cyc(full) / cyc(empty):.2f}); CPU {cpu(empty):.1f} vs {cpu(full):.1f} ms/article "
-               f"({cpu(full) / cpu(empty):.2f}); publish (checkpoint + copy) "
-               f"{empty['timers']['publish (checkpoint+copy)']:.2f} s vs {full['timers']['publish (checkpoint+copy)']:.2f} s")
+               f"({cpu(full) / cpu(empty):.2f}); open store {empty['timers'][OPEN]:.2f} s vs "
+               f"{full['timers'][OPEN]:.2f} s; maintenance {empty['timers'][MAINTAIN]:.2f} s vs "
+               f"{full['timers'][MAINTAIN]:.2f} s")
     return out
 
 

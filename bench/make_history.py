@@ -35,21 +35,21 @@ stay in published_at order):
   (an edit that falls below is redone smaller).
 
 The output is the same for the same arguments (seed, articles, rows per file, copy rate and
---end). Memory stays small and flat (~0.5 GB, whatever N and --rows-per-file): rows are streamed
-as NDJSON through a FIFO (POSIX only) to duckdb, which writes the Parquet file in another thread
-while Python generates, and of the originals only the sentence numbers of the most recent
-20,000-40,000 are kept to copy from.
+--end). Memory stays flat (~0.6 GB, whatever N): the rows of one file are written as NDJSON to a
+temporary directory inside OUT_DIR (~4.5 KB per row: 450 MB for 100,000 rows, two files at most),
+which duckdb converts to Parquet in a background thread while the next file is generated; of the
+originals only the sentence numbers of the most recent 20,000-40,000 are kept to copy from.
 """
 from __future__ import annotations
 
 import argparse
 import bisect
-import errno
 import gc
 import json
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Callable, NamedTuple, TypeVar
+from typing import BinaryIO, NamedTuple
 
 import duckdb
 import numpy as np
@@ -69,7 +69,6 @@ sys.path.insert(0, str(REPO))
 from ingest.dedup import tokens  # noqa: E402
 
 CORPUS = REPO.parent / "shared/corpus/articles/ground_truth.json"
-T = TypeVar("T")
 
 TARGET_CHARS = 4500
 SPREAD = 11  # sentences per text: the mean fitted to TARGET_CHARS, +- SPREAD
@@ -103,7 +102,8 @@ CREDITS = (
 
 # Split after . ! ? and whitespace, but not after the usual English abbreviations (otherwise
 # "Mr. Smith said" becomes two "sentences").
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bNo\.)(?<!\bMrs\.)(?<!\bU\.S\.)\s+")
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bNo\.)(?<!\bMrs\.)(?<!\bU\.S\.)\s+")
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 
@@ -319,10 +319,11 @@ def make_plan(articles: int, rows_per_file: int, copy_rate: float, seed: int, en
     plan_seed, *file_seeds = np.random.SeedSequence(seed).spawn(n_files + 1)
     rng = np.random.default_rng(plan_seed)
     n_copies = min(round(articles * copy_rate), articles - 1)  # row 0 is always an original
-    rows = np.sort(rng.choice(np.arange(1, articles), size=n_copies, replace=False)) if n_copies else np.zeros(0, np.int64)
+    rows = np.sort(rng.choice(np.arange(1, articles), size=n_copies, replace=False)) if n_copies else np.zeros(0, int)
     end_us = int(datetime(end.year, end.month, end.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
     span_us = DAYS * 86_400_000_000
-    return Plan(articles, rows_per_file, end_us - span_us, span_us, rows, rng.random(n_copies) < EXACT_SHARE, file_seeds)
+    exact = rng.random(n_copies) < EXACT_SHARE
+    return Plan(articles, rows_per_file, end_us - span_us, span_us, rows, exact, file_seeds)
 
 
 def site_weights() -> np.ndarray:
@@ -385,7 +386,8 @@ def draw(plan: Plan, pool: Pool, rng: np.random.Generator, first: int, n: int) -
     """Sentences, site, language, author and time of rows first..first+n-1 (copies use only some)."""
     counts = rng.integers(pool.lo, pool.hi + 1, size=n)
     total = int(counts.sum())
-    codes = (rng.integers(0, pool.size, size=total) + pool.size * (rng.random(total) < PARAGRAPH_BREAK)).astype(np.int32)
+    breaks = rng.random(total) < PARAGRAPH_BREAK
+    codes = (rng.integers(0, pool.size, size=total) + pool.size * breaks).astype(np.int32)
     offsets = np.concatenate(([0], np.cumsum(counts)))
     # A text's length: its pieces, less the separator of its last sentence (not written).
     last = codes[offsets[1:] - 1]
@@ -394,7 +396,8 @@ def draw(plan: Plan, pool: Pool, rng: np.random.Generator, first: int, n: int) -
     languages = rng.choice(len(LANGUAGES), size=n, p=LANGUAGE_WEIGHTS)
     authors = np.where(rng.random(n) < NO_AUTHOR, -1, rng.integers(len(AUTHORS), size=n))
     # Row i is published in the i-th of `articles` equal slices of the span: later rows are later.
-    at_us = (plan.start_us + (np.arange(first, first + n) + rng.random(n)) * (plan.span_us / plan.articles)).astype(np.int64)
+    slot = plan.span_us / plan.articles
+    at_us = (plan.start_us + (np.arange(first, first + n) + rng.random(n)) * slot).astype(np.int64)
     months = np.datetime_as_string(at_us.astype("datetime64[us]").astype("datetime64[M]"))
     return Drawn(codes, offsets.tolist(), chars, sites.tolist(), languages.tolist(), authors.tolist(),
                  at_us.tolist(), [m.replace("-", "/") for m in months.tolist()])
@@ -443,54 +446,20 @@ def write_rows(plan: Plan, file_no: int, pool: Pool, recent: Recent, planted: li
 
 # ---------------------------------------------------------------- files
 
-def copy_to_parquet(con: duckdb.DuckDBPyConnection, select: str, ndjson: Path, columns: str, dest: Path) -> None:
-    """Read NDJSON rows (from a FIFO: one pass, no seeking) and write them as a ZSTD Parquet file."""
-    cur = con.cursor()  # a cursor per thread; each starts without the progress bar
-    cur.execute("SET enable_progress_bar = false")
-    cur.execute(
-        f"""COPY (SELECT {select} FROM read_json({sql_str(ndjson)}, format = 'newline_delimited', columns = {columns}))
-            TO {sql_str(dest)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"""
-    )
-
-
-def open_fifo(fifo: Path, reader: Future) -> BinaryIO:
-    """The FIFO opened for writing, once duckdb has opened it for reading (or duckdb's error)."""
-    while True:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while nobody reads: never hangs
-            break
-        except OSError as e:
-            if e.errno != errno.ENXIO:
-                raise
-            if reader.done():
-                reader.result()
-                raise RuntimeError(f"duckdb finished without reading {fifo}") from e
-            time.sleep(0.005)
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "wb", buffering=1 << 20)
-
-
-def stream_to_parquet(con: duckdb.DuckDBPyConnection, fifo: Path, columns: str, select: str, path: Path,
-                      produce: Callable[[BinaryIO], T]) -> T:
-    """Run produce(out), which writes NDJSON rows, while duckdb reads them through a FIFO and writes
-    them to path as Parquet. Nothing touches the disk but the Parquet file, and the two run at once.
-    path appears only when both succeeded (it is written under a temp name)."""
+def ndjson_to_parquet(con: duckdb.DuckDBPyConnection, ndjson: Path, columns: str, select: str, path: Path) -> None:
+    """Convert an NDJSON file to a ZSTD Parquet file and delete it; path appears only once complete."""
     tmp = path.with_name(path.name + ".tmp")
-    os.mkfifo(fifo)
     try:
-        with ThreadPoolExecutor(max_workers=1) as executor:
-            reader = executor.submit(copy_to_parquet, con, select, fifo, columns, tmp)
-            try:
-                with open_fifo(fifo, reader) as out:
-                    result = produce(out)
-            except BrokenPipeError:
-                reader.result()  # duckdb stopped reading: its error says more than the broken pipe
-                raise
-            reader.result()
+        cur = con.cursor()  # one cursor per thread; each starts with the progress bar on
+        cur.execute("SET enable_progress_bar = false")
+        cur.execute(
+            f"""COPY (SELECT {select}
+                      FROM read_json({sql_str(ndjson)}, format = 'newline_delimited', columns = {columns}))
+                TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"""
+        )
         os.replace(tmp, path)
-        return result
     finally:
-        fifo.unlink()
+        ndjson.unlink()
         tmp.unlink(missing_ok=True)
 
 
@@ -503,12 +472,16 @@ def write_planted(planted: list[tuple[str, str, str]], out: BinaryIO) -> None:
 def prepare_out_dir(out: Path, overwrite: bool) -> None:
     """Create OUT_DIR; refuse to mix with the output of an earlier run unless told to remove it."""
     out.mkdir(parents=True, exist_ok=True)
-    old = [p for pattern in ("history-*.parquet*", "planted.parquet*") for p in sorted(out.glob(pattern))]
+    patterns = ("history-*.parquet*", "planted.parquet*", ".make_history-*")
+    old = [p for pattern in patterns for p in sorted(out.glob(pattern))]
     if old and not overwrite:
         sys.exit(f"{out} already holds {old[0].name} and {len(old) - 1} more file(s) of a run; "
                  "pass --overwrite to replace them")
     for p in old:
-        p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)  # the work directory of a run that was killed
+        else:
+            p.unlink()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -546,15 +519,27 @@ def main(argv: list[str] | None = None) -> None:
     # row groups, and so the files, byte-identical from run to run.
     con.execute("SET threads = 1")
     recent, planted, chars = Recent(), [], 0
-    with tempfile.TemporaryDirectory(prefix="make_history-") as fifos:
+    # The NDJSON files go next to the output (/tmp may be a RAM disk); duckdb reads them from disk
+    # with flat memory (it buffers all of a FIFO's input, so streaming through one does not pay).
+    with (tempfile.TemporaryDirectory(dir=args.out_dir, prefix=".make_history-") as work,
+          ThreadPoolExecutor(max_workers=1) as converter):
+        pending: Future | None = None
         for file_no in range(len(plan.seeds)):
+            ndjson = Path(work) / f"history-{file_no:04d}.ndjson"
+            with ndjson.open("wb", buffering=1 << 20) as out:
+                chars += write_rows(plan, file_no, pool, recent, planted, out)
+            if pending is not None:
+                pending.result()  # one file converts while the next is generated, never more
             path = args.out_dir / f"history-{file_no:04d}.parquet"
-            chars += stream_to_parquet(
-                con, Path(fifos) / f"history-{file_no:04d}.ndjson", NDJSON_COLUMNS, IMPORT_SELECT, path,
-                lambda out: write_rows(plan, file_no, pool, recent, planted, out))
-            print(f"{path.name} {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        stream_to_parquet(con, Path(fifos) / "planted.ndjson", PLANTED_COLUMNS, "url, original_url, kind",
-                          args.out_dir / "planted.parquet", lambda out: write_planted(planted, out))
+            pending = converter.submit(ndjson_to_parquet, con, ndjson, NDJSON_COLUMNS, IMPORT_SELECT, path)
+            pending.add_done_callback(
+                lambda _, p=path: print(f"{p.name} {time.perf_counter() - started:.1f} s", file=sys.stderr))
+        if pending is not None:
+            pending.result()
+        ndjson = Path(work) / "planted.ndjson"
+        with ndjson.open("wb") as out:
+            write_planted(planted, out)
+        ndjson_to_parquet(con, ndjson, PLANTED_COLUMNS, "url, original_url, kind", args.out_dir / "planted.parquet")
     size = sum(f.stat().st_size for f in args.out_dir.glob("*.parquet"))
     exact = sum(1 for p in planted if p[2] == "exact")
     print(f"{args.articles} articles in {len(plan.seeds)} file(s), {len(planted)} planted copies "

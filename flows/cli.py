@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    command("run", cmd_run, "run one ingest cycle (a local Prefect flow run; no server needed)")
+    command("run", cmd_run, "run one ingest cycle (as a Prefect flow when PREFECT_API_URL is set)")
     command("digest", cmd_digest, "send pending hits of digest channels now")
     command("check", cmd_check, "validate the config file and exit")
     sql = command("sql", cmd_sql, "run a read-only SQL query against the store")
@@ -101,15 +101,40 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_and_report(settings: Settings) -> int:
-    """Run the ingest flow for settings and print the one-screen summary."""
-    prepare_prefect(settings)
-    from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
+    """Run one ingest cycle and print the one-screen summary.
 
-    summary = asyncio.run(ingest_flow(str(settings.path)))
+    With a Prefect API configured (PREFECT_API_URL: a server, `newsmon serve`, a worker) the cycle runs
+    as the `ingest` flow and Prefect records it. Without one, the same stages run as plain functions:
+    a throwaway local API would cost seconds per run and keep records nobody sees. Either way the
+    run is recorded in the store's `runs` table."""
+    if os.environ.get("PREFECT_API_URL"):
+        prepare_prefect(settings)
+        from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
+
+        summary = asyncio.run(ingest_flow(str(settings.path)))
+    else:
+        summary = _run_without_prefect(settings)
     print(f"newsmon run: {settings.database}")
     for line in summary.lines():
         print(line)
     return EXIT_OK
+
+
+def _run_without_prefect(settings: Settings):
+    import logging
+
+    from flows.cycle import run_cycle
+    from flows.progress import terminal_progress
+
+    logger = logging.getLogger("newsmon")
+    if not logger.handlers:  # one line per feed and per warning on stderr, as the flow's logger prints them
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    settings.database.parent.mkdir(parents=True, exist_ok=True)
+    with terminal_progress() as progress:
+        return asyncio.run(run_cycle(settings, progress=progress, logger=logging.getLogger("newsmon.ingest")))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

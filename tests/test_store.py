@@ -37,6 +37,7 @@ def test_a_01_duckdb_file_is_moved_into_the_lake_on_the_first_run(tmp_path):
     done = subprocess.run([NEWSMON, "run", "--config", str(config)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "upgrade:  moved 4 articles and 17 other rows from" in done.stdout
+    assert "temporary server" not in done.stdout + done.stderr, "no Prefect API without PREFECT_API_URL"
     assert not database.exists() and database.with_name("old.duckdb.migrated").exists(), "old file kept, renamed"
     assert query(database, "SELECT count(*), count(duplicate_of), count(signature) FROM articles") == [(4, 2, 4)]
     kinds = dict(query(database, "SELECT duplicate_kind, count(*) FROM articles GROUP BY ALL"))
