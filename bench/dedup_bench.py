@@ -1,20 +1,25 @@
 """Duplicate detection benchmark: quality on edited copies of real article bodies, and the cost of
-storing new articles with storage.articles.store_articles against stores of two sizes.
+the store stage (flows.persist: dedup index lookups, DuckLake commit) against stores of two sizes.
 
     .venv/bin/python bench/dedup_bench.py            # full run (10k and 100k stores)
     .venv/bin/python bench/dedup_bench.py --quick    # 2k and 20k stores, fewer inserts
     .venv/bin/python bench/dedup_bench.py --only scale
 
-The scale part runs the code newsmon runs: storage.db.open_writer creates each store with the
-migrations in storage/migrations, and every timed article goes through store_articles. The stores
-are filled directly: worker processes sign the texts and write every articles column plus the
-band keys of ingest.dedup.band_keys as NDJSON, which DuckDB loads with read_json (storing 100k
-articles through store_articles would sign them all again in one process).
+The scale part runs the code newsmon runs: storage.db.open_writer creates each store (a DuckLake
+folder) with the migrations in storage/migrations, flows.persist.open_store builds its dedup index
+(index.sqlite) by catching up from the lake, and every timed call is what flows.cycle.store_batch
+does: prepare (MinHash, band keys) then store_articles. The lakes are filled directly: worker
+processes sign the texts and write every articles column as NDJSON, which DuckDB loads with
+read_json in one lake commit (storing 100k articles through store_articles would sign them all
+again in one process). Band keys now live in index.sqlite, not in an article_bands table; the
+per-run CHECKPOINT of the old publish step is replaced by the lake maintenance a run ends with.
+datasketch (the `bench` extra) is needed only for the quality section's LSH comparison.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -34,19 +39,22 @@ from typing import Iterator
 
 import duckdb
 import numpy as np
-from datasketch import MinHashLSH
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-import storage.articles as store_mod  # noqa: E402
+import flows.persist as persist  # noqa: E402
+import storage.articles as article_store  # noqa: E402
+import storage.index as key_index  # noqa: E402
+from flows.config import StoragePolicy  # noqa: E402
 from flows.cycle import PAGE_BATCH  # noqa: E402
+from flows.maintenance import maintain  # noqa: E402
+from flows.persist import StoreResult, open_store  # noqa: E402
 from ingest.dedup import (  # noqa: E402
     NEAR, DedupParams, Member, band_keys, content_hash, plan_links, signature, similarity, tokens,
 )
 from ingest.models import Article  # noqa: E402
 from ingest.urls import url_id  # noqa: E402
-from storage.articles import StoreResult, store_articles  # noqa: E402
-from storage.db import open_writer, work_path  # noqa: E402
+from storage.db import open_reader, open_writer, store_dir  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus"
 DEFAULTS = DedupParams()
@@ -275,6 +283,8 @@ def quality(quick: bool) -> None:
 
 def lsh_alternatives(kept: list[Doc], sigs: np.ndarray, sims: np.ndarray) -> None:
     """Recall at the default threshold for datasketch's own (b, r) choices against ours."""
+    from datasketch import MinHashLSH  # the bench extra: only this comparison needs it
+
     t = DEFAULTS.near_threshold
     print(f"\nLSH shape at threshold {t} (num_perm={DEFAULTS.num_perm}), confirmed by similarity; "
           f"rule P(candidate | J={t}) >= 0.98 gives {lsh_shape(t, DEFAULTS.num_perm)}:")
@@ -295,10 +305,14 @@ STORE_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 RUN_ID = "bench"
 CHUNK = 2_000  # stored articles made per worker task; store sizes are multiples of it
 KINDS = ("fresh", "near", "near", "exact", "earlier")
-# Steps of store_articles, timed by wrapping storage.articles' own functions (see phase_clock).
-PHASES = {"_rows": "sign", "_candidates": "lookup", "_insert": "insert", "plan_links": "plan",
-          "_apply_links": "links", "_insert_bands": "bands", "_queue_for_alerts": "queue"}
-PHASE_LABELS = (*PHASES.values(), "commit+")
+# Steps of the store stage, timed by wrapping the functions flows.persist calls through its modules
+# (see phase_clock): prepare, then store_articles' index probes, lake reads and writes, and commits.
+PHASES = {(persist, "prepare"): "sign", (key_index, "known_urls"): "urls", (key_index, "candidates"): "cands",
+          (key_index, "clusters"): "cands", (article_store, "members"): "read", (persist, "plan_links"): "plan",
+          (article_store, "insert_articles"): "insert", (article_store, "update_links"): "links",
+          (article_store, "queue_for_alerts"): "queue", (persist, "transaction"): "commit",
+          (key_index, "add"): "index"}
+PHASE_LABELS = (*dict.fromkeys(PHASES.values()), "rest")
 # Every column of articles; bulk_load checks that the table has exactly these.
 ROW_COLUMNS = {
     "id": "BIGINT", "seq": "BIGINT", "url": "VARCHAR", "source_url": "VARCHAR", "feed_url": "VARCHAR",
@@ -377,7 +391,7 @@ def chunk_texts(k: int, seed: int) -> tuple[list[str], dict[int, int]]:
 
 
 def _write_chunk(job: tuple[int, int, str, bool]) -> tuple[int, list[str]]:
-    """Make, sign and link chunk k of the store; write its article and band rows as NDJSON files.
+    """Make, sign and link chunk k of the store; write its article rows as an NDJSON file.
 
     Runs in a worker process. Returns how many planted copies were linked (those reaching the
     threshold, as store_articles links them) and, when asked, the chunk's texts."""
@@ -387,15 +401,13 @@ def _write_chunk(job: tuple[int, int, str, bool]) -> tuple[int, list[str]]:
     arts = [make_article(store_url(base + i), t, STORE_START + timedelta(minutes=base + i)) for i, t in enumerate(texts)]
     sigs = [signature(t, DEFAULTS) for t in texts]
     linked = 0
-    with open(f"{folder}/articles-{k:03d}.ndjson", "w") as fa, open(f"{folder}/bands-{k:03d}.ndjson", "w") as fb:
+    with open(f"{folder}/articles-{k:03d}.ndjson", "w") as fa:
         for i, (a, sig) in enumerate(zip(arts, sigs)):
             src, link = copies.get(i), None
             if src is not None and sig and sigs[src] and similarity(sig, sigs[src]) >= DEFAULTS.near_threshold:
                 link = (url_id(arts[src].url), similarity(sig, sigs[src]))
                 linked += 1
             fa.write(json.dumps(article_row(a, base + i + 1, sig, link)) + "\n")
-            if sig:
-                fb.writelines(f'{{"key":{key},"article_id":{url_id(a.url)}}}\n' for key in band_keys(sig, DEFAULTS))
     return linked, texts if keep_texts else []
 
 
@@ -410,37 +422,65 @@ def make_store_rows(n: int, keep: int, seed: int, folder: Path) -> tuple[int, li
 
 @dataclass
 class Store:
-    """A store under test: the database path given to open_writer, and the writer connection."""
+    """A store under test: the database path given to open_store, and the open store (lake + index)."""
 
     name: str
     path: Path
-    con: duckdb.DuckDBPyConnection | None = None
+    store: persist.Store | None = None
 
-    def wal_bytes(self) -> int:
-        """Size of the working file's write-ahead log (it empties when DuckDB checkpoints)."""
-        wal = work_path(self.path).with_name(work_path(self.path).name + ".wal")
-        return wal.stat().st_size if wal.exists() else 0
+    def disk(self) -> str:
+        """Size on disk of the store folder and of its parts (Parquet files, catalog, dedup index)."""
+        files = [p for p in store_dir(self.path).rglob("*") if p.is_file()]
+        mb = lambda ps: sum(p.stat().st_size for p in ps) / 2**20  # noqa: E731
+        parquet = [p for p in files if p.suffix == ".parquet"]
+        catalog = [p for p in files if p.name.startswith("catalog.sqlite")]
+        index = [p for p in files if p.name.startswith("index.sqlite")]
+        return (f"{mb(files):.1f} MB ({len(parquet)} Parquet files {mb(parquet):.1f} MB, catalog {mb(catalog):.1f} MB, "
+                f"index {mb(index):.1f} MB)")
 
 
 def bulk_load(store: Store, folder: Path, n: int) -> float:
-    """Create the store with open_writer and load the first n articles' rows and band keys; seconds."""
+    """Create the store with open_writer and load the first n articles' rows in one lake commit; seconds."""
     t0 = time.perf_counter()
     con = open_writer(store.path)
     columns = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                               "WHERE table_name = 'articles'").fetchall())
+                               "WHERE table_catalog = current_database() AND table_name = 'articles'").fetchall())
     if columns != ROW_COLUMNS:
         differ = sorted(set(columns.items()) ^ set(ROW_COLUMNS.items()))
         raise SystemExit(f"ROW_COLUMNS no longer matches the articles table: {differ}")
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in ROW_COLUMNS.items()) + "}"
-    chunks = range(n // CHUNK)
     con.execute(f"INSERT INTO articles BY NAME SELECT * FROM read_json(?, format = 'newline_delimited', "
-                f"columns = {spec})", [[str(folder / f"articles-{k:03d}.ndjson") for k in chunks]])
-    con.execute("INSERT INTO article_bands BY NAME SELECT * FROM read_json(?, format = 'newline_delimited', "
-                "columns = {'key': 'BIGINT', 'article_id': 'BIGINT'})",
-                [[str(folder / f"bands-{k:03d}.ndjson") for k in chunks]])
-    con.execute("CHECKPOINT")
+                f"columns = {spec})", [[str(folder / f"articles-{k:03d}.ndjson") for k in range(n // CHUNK)]])
     con.close()
     return time.perf_counter() - t0
+
+
+def build_index(store: Store) -> float:
+    """Open the store as a run does: open_store catches the empty dedup index up from the lake; seconds."""
+    quiet = logging.getLogger(persist.log.name)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its "stored by an interrupted run" warning: here the rows were bulk-loaded
+    try:
+        t0 = time.perf_counter()
+        opened = open_store(store.path, DEFAULTS)
+        indexed = key_index.last_seq(opened.index)
+        opened.close()
+        elapsed = time.perf_counter() - t0
+    finally:
+        quiet.setLevel(level)
+    rows = lake_articles(store.path)
+    if indexed != rows:  # every bulk-loaded row must be in the index before anything is timed against it
+        raise SystemExit(f"{store.name}: index caught up to seq {indexed}, the lake holds {rows} articles")
+    return elapsed
+
+
+def lake_articles(database: Path) -> int:
+    """Articles in the lake, counted the way a reader sees them."""
+    con = open_reader(database)
+    try:
+        return con.execute("SELECT count(*) FROM articles").fetchone()[0]
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)
@@ -468,9 +508,9 @@ def planted(texts: list[str], sources: list[int], fresh: list[str], site: str, s
 
 @contextmanager
 def phase_clock() -> Iterator[Counter]:
-    """Milliseconds spent in each step of store_articles, accumulated while the block runs."""
+    """Milliseconds spent in each step of the store stage, accumulated while the block runs."""
     spent: Counter = Counter()
-    originals = {name: getattr(store_mod, name) for name in PHASES}
+    originals = {(module, name): getattr(module, name) for module, name in PHASES}
 
     def timed(fn, label):
         def wrapper(*args, **kwargs):
@@ -481,44 +521,62 @@ def phase_clock() -> Iterator[Counter]:
                 spent[label] += (time.perf_counter() - t0) * 1000
         return wrapper
 
-    for name, fn in originals.items():
-        setattr(store_mod, name, timed(fn, PHASES[name]))
+    def timed_commit(fn, label):
+        # Only the COMMIT (leaving the block) is counted: the body's steps are timed on their own.
+        @contextmanager
+        def wrapper(con):
+            with fn(con) as inner:
+                yield inner
+                t0 = time.perf_counter()
+            spent[label] += (time.perf_counter() - t0) * 1000
+        return wrapper
+
+    for (module, name), fn in originals.items():
+        wrap = timed_commit if name == "transaction" else timed
+        setattr(module, name, wrap(fn, PHASES[module, name]))
     try:
         yield spent
     finally:
-        for name, fn in originals.items():
-            setattr(store_mod, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
+
+
+def store_stage(store: persist.Store, articles: list[Article]) -> StoreResult:
+    """What flows.cycle.store_batch does with a batch (without its fetch_log rows)."""
+    return persist.store_articles(store, persist.prepare(articles, DEFAULTS), DEFAULTS, RUN_ID)
 
 
 def time_batches(stores: list[Store], batches: list[list[Planted]]) -> dict[str, list[dict]]:
-    """store_articles for each batch in every store in turn (interleaved); per call: ms, steps, result."""
+    """The store stage for each batch in every store in turn (interleaved); per call: ms, steps, result."""
     out: dict[str, list[dict]] = {s.name: [] for s in stores}
     with phase_clock() as spent:
         for b, batch in enumerate(batches):
             for store in stores if b % 2 == 0 else stores[::-1]:  # neither store always goes first
                 spent.clear()
-                wal = store.wal_bytes()
                 t0 = time.perf_counter()
-                result = store_articles(store.con, [p.article for p in batch], DEFAULTS, RUN_ID)
+                result = store_stage(store.store, [p.article for p in batch])
                 ms = (time.perf_counter() - t0) * 1000
-                out[store.name].append({"ms": ms, "phases": dict(spent, **{"commit+": ms - sum(spent.values())}),
-                                        "result": result, "checkpoint": store.wal_bytes() < wal})
+                out[store.name].append({"ms": ms, "phases": dict(spent, rest=ms - sum(spent.values())),
+                                        "result": result})
     return out
 
 
 def report_timings(title: str, timings: dict[str, list[dict]], size: int) -> None:
-    """Per-article cost (call time / batch size) per store, step medians, and the big/small ratios."""
-    print(f"\n{title}: ms per article; then the median of each step, per article:")
-    print("store  calls  median    mean     p90 ckpt mean_no_ckpt | " + " ".join(f"{ph:>7}" for ph in PHASE_LABELS))
+    """Per-article cost (call time / batch size) per store, step medians and means, and the big/small ratios."""
+    print(f"\n{title}: ms per article; then each step per article, its median and (below) its mean:")
+    print("store  calls  median    mean     p90     max | " + " ".join(f"{ph:>6}" for ph in PHASE_LABELS))
     medians, means = {}, {}
     for name, calls in timings.items():
         per = [c["ms"] / size for c in calls]
-        plain = [c["ms"] / size for c in calls if not c["checkpoint"]]
         medians[name], means[name] = statistics.median(per), statistics.fmean(per)
-        steps = " ".join(f"{statistics.median(c['phases'].get(ph, 0.0) / size for c in calls):>7.2f}"
+        steps = " ".join(f"{statistics.median(c['phases'].get(ph, 0.0) / size for c in calls):>6.2f}"
                          for ph in PHASE_LABELS)
+        # Some steps run in a fifth of the calls only (re-pointing stored copies): their median hides them.
+        step_means = " ".join(f"{statistics.fmean(c['phases'].get(ph, 0.0) / size for c in calls):>6.2f}"
+                              for ph in PHASE_LABELS)
         print(f"{name:<5} {len(calls):>6} {medians[name]:>7.2f} {means[name]:>7.2f} {pct(per, 0.9):>7.2f} "
-              f"{len(calls) - len(plain):>4} {statistics.fmean(plain):>12.2f} | {steps}")
+              f"{max(per):>7.2f} | {steps}")
+        print(f"{'  step means':<44} | {step_means}")
     small, big = list(timings)
     print(f"ratio {big}/{small}: median {medians[big] / medians[small]:.2f}, mean {means[big] / means[small]:.2f}")
 
@@ -551,7 +609,7 @@ def report_outcomes(stores: list[Store], runs: dict[str, tuple[list[Planted], di
     all_ok = True
     for label, (cases, timings) in runs.items():
         for store in stores:
-            o = check_outcomes(store.con, cases, [c["result"] for c in timings[store.name]])
+            o = check_outcomes(store.store.con, cases, [c["result"] for c in timings[store.name]])
             all_ok &= o["chains"] == 0 and all(o[f"{k}_ok"] == o[k] for k in KINDS)
             print(f"  {label:<12} {store.name:<5} " + " ".join(f"{k}={o[f'{k}_ok']}/{o[k]}" for k in dict.fromkeys(KINDS))
                   + f" chains={o['chains']}")
@@ -562,7 +620,8 @@ def report_outcomes(stores: list[Store], runs: dict[str, tuple[list[Planted], di
 def scale(quick: bool) -> bool:
     """Print the scale section; True when every planted case came out right."""
     small, big, singles, batches = (2_000, 20_000, 60, 4) if quick else (10_000, 100_000, 200, 12)
-    print(f"\n## Scale: store_articles against stores of {small // 1000}k and {big // 1000}k articles")
+    print(f"\n## Scale: the store stage (prepare + store_articles) against stores of {small // 1000}k and "
+          f"{big // 1000}k articles")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
@@ -571,19 +630,21 @@ def scale(quick: bool) -> bool:
               f"({linked} planted near copies linked)")
         stores = [Store(f"{n // 1000}k", folder / f"store-{n // 1000}k.duckdb") for n in (small, big)]
         for store, n in zip(stores, (small, big)):
-            print(f"  {store.name}: open_writer + rows and band keys loaded + CHECKPOINT in "
-                  f"{bulk_load(store, folder, n):.1f}s")
+            print(f"  {store.name}: open_writer + rows loaded in one lake commit in {bulk_load(store, folder, n):.1f}s; "
+                  f"open_store built the dedup index from the lake in {build_index(store):.1f}s")
         for p in folder.glob("*.ndjson"):
             p.unlink()
+        for store in stores:
+            print(f"  {store.name} on disk: {store.disk()}")
         sources = random.Random(5).sample([j for j in range(small) if j % 20], 10 + singles + batches * PAGE_BATCH)
         fresh = synthetic_texts(len(sources), seed=99)
         warm = planted(texts, sources[:10], fresh, "warm", seed=4)
         one = planted(texts, sources[10 : 10 + singles], fresh[10:], "wire", seed=5)
         many = planted(texts, sources[10 + singles :], fresh[10 + singles :], "agency", seed=6)
         for store in stores:
-            store.con = open_writer(store.path)  # reopened, as a run opens it
+            store.store = open_store(store.path, DEFAULTS)  # reopened, as a run opens it
         first = time_batches(stores, [[p] for p in warm])
-        print("first 10 calls after opening (index pages load on first use), ms: " + "; ".join(
+        print("first 10 calls after opening (index and lake metadata load on first use), ms: " + "; ".join(
             f"{name} {t[0]['ms']:.0f} then median {statistics.median(c['ms'] for c in t[1:]):.1f}"
             for name, t in first.items()))
         t1 = time_batches(stores, [[p] for p in one])
@@ -591,18 +652,20 @@ def scale(quick: bool) -> bool:
         tn = time_batches(stores, [many[i : i + PAGE_BATCH] for i in range(0, len(many), PAGE_BATCH)])
         report_timings(f"batches of {PAGE_BATCH} ({batches} calls; flows/cycle.py PAGE_BATCH)", tn, PAGE_BATCH)
         ok = report_outcomes(stores, {"batch of 1": (one, t1), f"batch of {PAGE_BATCH}": (many, tn)})
-        print("\nCHECKPOINT after the inserts (publish runs one per run), ms: " + "; ".join(
-            f"{s.name} {checkpoint_ms(s.con):.0f}" for s in stores))
+        print("\nmaintenance after the inserts (flows.maintenance.maintain, which ends every run): " + "; ".join(
+            f"{s.name} {maintenance(s.store.con)}" for s in stores))
         for store in stores:
-            store.con.close()
+            store.store.close()
+            print(f"  {store.name} on disk after it: {store.disk()}")
     return ok
 
 
-def checkpoint_ms(con) -> float:
-    """Time of one CHECKPOINT."""
+def maintenance(con) -> str:
+    """Time of one maintenance pass, with what it did."""
     t0 = time.perf_counter()
-    con.execute("CHECKPOINT")
-    return (time.perf_counter() - t0) * 1000
+    done = maintain(con, StoragePolicy().snapshot_retention_days)
+    return (f"{(time.perf_counter() - t0) * 1000:.0f} ms ({done.files_merged} files merged, "
+            f"{done.snapshots_expired} snapshots expired, {done.files_deleted} files deleted)")
 
 
 def pct(values: list[float], q: float) -> float:

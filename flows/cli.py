@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "json", "csv"), default="table",
                      help="table (default), json (one array of row objects) or csv")
     sql.add_argument("--max-width", type=int, default=60, help="table format: truncate cells to this many characters")
+    command("attach", cmd_attach, "print the SQL that attaches the store read-only in a duckdb client")
     imp = command("import", cmd_import, "import articles from Parquet or JSON Lines files (.jsonl, .jsonl.gz)")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument("--alerts", action="store_true", help="match imported stories against the alert rules too")
@@ -170,6 +171,17 @@ def cmd_sql(args: argparse.Namespace) -> int:
         print_csv(columns, rows)
     else:
         print_table(columns, rows, args.max_width)
+    return EXIT_OK
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from storage.db import EXTENSIONS, LAKE, attach_sql, extension_file
+
+    database = _settings(args).database
+    for name in EXTENSIONS:
+        print(f"LOAD '{extension_file(name)}';")
+    print(f"{attach_sql(database, read_only=True)};")
+    print(f"USE {LAKE};")
     return EXIT_OK
 
 

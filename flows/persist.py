@@ -158,7 +158,7 @@ def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
 
 def _member(p: Prepared, seq: int) -> Member:
     return Member(id=p.id, seq=seq, published_at=p.article.published_at, content_hash=p.article.content_hash,
-                  signature=p.signature, duplicate_of=None)
+                  signature=p.signature, duplicate_of=None, bands=p.bands or None)
 
 
 def _keys(fresh: Sequence[Prepared]) -> tuple[list, list, list]:

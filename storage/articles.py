@@ -7,7 +7,7 @@ import duckdb
 
 from ingest.models import Article
 
-from .db import cursor, json_param, json_spec
+from .db import cursor, insert_rows, json_param, json_spec
 
 # The one definition of an article row as newsmon writes it (the migration declares the same names).
 ARTICLE_COLUMNS = {
@@ -26,10 +26,7 @@ MEMBER_COLUMNS = "id, seq, published_at, content_hash, signature, duplicate_of, 
 
 def insert_articles(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Append article rows (every key of ARTICLE_COLUMNS); the caller has checked they are new."""
-    if rows:
-        con.execute(f"""INSERT INTO articles BY NAME
-            SELECT * FROM (SELECT unnest(from_json(?::JSON, '{json_spec(ARTICLE_COLUMNS)}'), recursive := true))""",
-                    [json_param(rows)])
+    insert_rows(con, "articles", ARTICLE_COLUMNS, rows)
 
 
 def update_links(con: duckdb.DuckDBPyConnection, links: Sequence[dict[str, Any]]) -> None:

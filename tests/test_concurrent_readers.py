@@ -156,11 +156,10 @@ def create_empty(database: Path) -> None:
 
 HOLDER = textwrap.dedent('''\
     import sys, duckdb
-    loads, attach = sys.argv[1].split(";"), sys.argv[2]
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
-    for load in loads:
-        con.execute(load)
-    con.execute(attach)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "allow_unsigned_extensions": True})
+    for statement in sys.argv[1].split(";\\n"):  # what `newsmon attach` printed
+        if statement.strip():
+            con.execute(statement)
     for line in iter(sys.stdin.readline, ""):
         print(con.execute("SELECT count(*) FROM newsmon.articles").fetchone()[0], flush=True)
     con.close()
@@ -169,13 +168,12 @@ HOLDER = textwrap.dedent('''\
 
 
 @contextmanager
-def holder(database: Path, log: Path) -> Iterator["Holder"]:
-    """A Python process holding one duckdb connection with the store attached read-only (README lines)."""
-    from storage.db import EXTENSIONS, attach_sql, extension_file
-
-    loads = ";".join(f"LOAD '{extension_file(name)}'" for name in EXTENSIONS)
+def holder(config: Path, log: Path) -> Iterator["Holder"]:
+    """A plain Python process holding one duckdb connection, attached with the lines `newsmon attach` prints."""
+    attach = subprocess.run([NEWSMON, "attach", "--config", str(config)], capture_output=True, text=True,
+                            timeout=WAIT_S, check=True).stdout
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, loads, attach_sql(database, read_only=True)],
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, attach],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
                                 start_new_session=True)
     try:
@@ -246,7 +244,7 @@ def test_plain_duckdb_session_held_across_a_run(tmp_path, http_server, db_path):
     gate = serve_articles(http_server, 60)
     config = write_config(tmp_path, [http_server.url("/feed.xml")], db_path)
     create_empty(db_path)
-    with holder(db_path, tmp_path / "holder.log") as session:
+    with holder(config, tmp_path / "holder.log") as session:
         assert session.count() == 0
         with started([NEWSMON, "run", "--config", str(config)], tmp_path / "run.log") as run:
             gate.wait_reached()

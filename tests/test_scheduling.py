@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pytest
 
+from storage.db import store_dir
 from tests.conftest import REPO
 from tests.loopback import free_port
 from tests.test_concurrent_readers import (NEWSMON, WAIT_S, exit_status, serve_articles, started, wait_for,
@@ -80,7 +81,9 @@ def healthy(api_url: str) -> bool:
 
 
 def published(database: Path, sql: str) -> list[tuple]:
-    """Rows of a query on the last committed snapshot, [] while there is no store."""
+    """Rows of a query on the last committed snapshot, [] while there is no store or no schema yet."""
+    import duckdb
+
     from storage.db import StoreMissing, open_reader
 
     try:
@@ -89,6 +92,8 @@ def published(database: Path, sql: str) -> list[tuple]:
         return []
     try:
         return con.execute(sql).fetchall()
+    except duckdb.CatalogException:  # the first run has created the catalog but not yet its tables
+        return []
     finally:
         con.close()
 
@@ -165,7 +170,7 @@ def test_overlapping_runs_one_completes_the_other_is_skipped(tmp_path, http_serv
         second = "b" if first == "a" else "a"
         skipped_log = (tmp_path / f"{first}.log").read_text()
         assert runs[first].returncode == 0, skipped_log
-        assert "skipped: another newsmon run (pid " in skipped_log and f"is writing {db_path}" in skipped_log
+        assert "skipped: another newsmon run (pid " in skipped_log and f"is writing {store_dir(db_path)}" in skipped_log
         assert gate.reached.is_set() and runs[second].poll() is None, "the other run is still in flight"
         gate.opened.set()
         status = exit_status(runs[second])
