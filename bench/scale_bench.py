@@ -21,7 +21,6 @@ Ratios are printed against the targets of the storage design (docs/STORAGE.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ingest.archive import BadRecord, article_from_record, features, jsonl_records
-from ingest.dedup import DedupParams, band_keys
-from ingest.urls import url_id
+from ingest.dedup import DedupParams
 from storage import runs as run_store
 from storage.db import transaction
 from storage.imports import UnreadableFile, parquet_records, parquet_rows
@@ -31,7 +30,7 @@ from storage.lock import writer_lock
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
 from flows.maintenance import maintain
-from flows.persist import Prepared, Store, open_store, store_articles
+from flows.persist import Prepared, Store, open_store, prepared_from, store_articles
 
 log = logging.getLogger("newsmon.import")
 CHUNK = 2000  # rows per worker task and per lake commit
@@ -72,16 +71,16 @@ class ImportSummary:
 def prepare_records(records: Sequence[tuple[str, Any]], params: DedupParams,
                     imported_at: datetime) -> tuple[list[Prepared], list[str]]:
     """Validate records and compute their dedup features; returns (prepared, 'where: why' of bad rows)."""
-    prepared, bad = [], []
+    articles, norms, bad = [], [], []
     for where, record in records:
         try:
             article, norm = article_from_record(record, imported_at)
         except BadRecord as exc:
             bad.append(f"{where}: {exc}")
             continue
-        sig = features(norm, params)
-        prepared.append(Prepared(article, url_id(article.url), sig, tuple(band_keys(sig, params)) if sig else ()))
-    return prepared, bad
+        articles.append(article)
+        norms.append(norm)
+    return prepared_from(articles, features(norms, params), params), bad
 
 
 def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False, progress=None,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ingest.dedup import DedupParams, Link, Member, band_keys, hash_key, plan_links, signature
+from ingest.dedup import (DedupParams, Link, Member, band_keys, band_keys_many, hash_key, normalise_text,
+                          plan_links, signatures_of_normalised)
 from ingest.models import Article
 from ingest.urls import url_id
 from storage import articles as article_store
@@ -67,11 +68,15 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB") -
 
 def prepare(articles: Sequence[Article], params: DedupParams) -> list[Prepared]:
     """Compute the dedup features of a batch; pure, so it can run in a worker process."""
-    out = []
-    for a in articles:
-        sig = signature(a.text, params)
-        out.append(Prepared(a, url_id(a.url), sig, tuple(band_keys(sig, params)) if sig else ()))
-    return out
+    sigs = signatures_of_normalised([normalise_text(a.text) for a in articles], params)
+    return prepared_from(articles, sigs, params)
+
+
+def prepared_from(articles: Sequence[Article], sigs: Sequence[tuple[int, ...] | None],
+                  params: DedupParams) -> list[Prepared]:
+    """Prepared records from articles and their signatures (band keys computed here, all at once)."""
+    bands = iter(band_keys_many([s for s in sigs if s], params))
+    return [Prepared(a, url_id(a.url), sig, tuple(next(bands)) if sig else ()) for a, sig in zip(articles, sigs)]
 
 
 def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,

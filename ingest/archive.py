@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ingest.dedup import DedupParams, hash_of_normalised, normalise_text, signature_of_tokens, tokens_of_normalised
+from ingest.dedup import DedupParams, hash_of_normalised, normalise_text, signatures_of_normalised
 from ingest.models import Article
 from ingest.urls import canonical_url
 
@@ -59,9 +59,9 @@ def article_from_record(record: Any, imported_at: datetime) -> tuple[Article, st
     return article, norm
 
 
-def features(norm: str, params: DedupParams) -> tuple[int, ...] | None:
-    """The MinHash signature of a normalised text."""
-    return signature_of_tokens(tokens_of_normalised(norm), params)
+def features(norms: list[str], params: DedupParams) -> list[tuple[int, ...] | None]:
+    """The MinHash signatures of normalised texts (one call for a whole chunk)."""
+    return signatures_of_normalised(norms, params)
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -1,7 +1,6 @@
 """SQL for the feeds and fetch_log tables."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import duckdb
