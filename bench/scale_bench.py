@@ -137,7 +137,7 @@ def planted_quality(database: Path, planted: Path) -> tuple[float, float, int, i
 def text_bytes(database: Path) -> int:
     con = open_reader(database)
     try:
-        return con.execute("SELECT sum(octet_length(text)) FROM articles").fetchone()[0] or 0
+        return con.execute("SELECT sum(strlen(text)) FROM articles").fetchone()[0] or 0
     finally:
         con.close()
 

@@ -6,10 +6,16 @@ import duckdb
 from .db import LAKE
 
 
+# Files this big are left alone: without a cap, every run's few new rows were merged into the last
+# big file, rewriting up to DuckLake's 512 MB target per run (2.3 s instead of 0.4 s at 20k articles).
+MERGE_BELOW_BYTES = 32 * 2**20
+
+
 def compact(con: duckdb.DuckDBPyConnection) -> int:
     """Move small inlined changes into Parquet and merge adjacent small files; return files merged."""
     con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
-    return sum(r[-1] or 0 for r in con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall())
+    merged = con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}', max_file_size => {MERGE_BELOW_BYTES})")
+    return sum(r[-1] or 0 for r in merged.fetchall())
 
 
 def expire_snapshots(con: duckdb.DuckDBPyConnection, retention_days: int) -> int:
