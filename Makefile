@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python bench/dedup_bench.py --quick
 	$(BIN)/python bench/alerts_bench.py
 	$(BIN)/python bench/ingest_bench.py
 
+bench-scale: $(STAMP)   # a million synthetic articles through `newsmon import`, then runs against them (~40 min)
+	$(BIN)/python bench/scale_bench.py
+
 clean:
-	rm -rf $(VENV) newsmon-demo.duckdb newsmon-demo.duckdb.work newsmon-demo.toml .newsmon-demo .pytest_cache
+	rm -rf $(VENV) newsmon-demo.lake newsmon-demo.toml .newsmon-demo .pytest_cache .bench-cache

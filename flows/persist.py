@@ -51,15 +51,16 @@ class Store:
     database: Path
 
     def close(self) -> None:
-        """Close both connections."""
+        """Commit what the index holds open, then close both connections."""
+        key_index.commit(self.index)
         self.index.close()
         self.con.close()
 
 
-def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB") -> Store:
+def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64) -> Store:
     """Open the store for writing and bring the dedup index level with the lake."""
     con = open_writer(database, memory_limit)
-    store = Store(con, key_index.open_index(store_dir(database) / "index.sqlite"), database)
+    store = Store(con, key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb), database)
     caught_up = catch_up_index(store, params)
     if caught_up:
         log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
@@ -80,10 +81,13 @@ def prepared_from(articles: Sequence[Article], sigs: Sequence[tuple[int, ...] | 
 
 
 def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
-                   queue_alerts: bool = True, also: Callable[[object], None] | None = None) -> StoreResult:
+                   queue_alerts: bool = True, also: Callable[[object], None] | None = None,
+                   commit_index: bool = True) -> StoreResult:
     """Store the batch's new articles with their duplicate links; re-running it adds nothing.
 
-    `also(con)` runs in the same lake transaction (e.g. the batch's fetch_log rows)."""
+    `also(con)` runs in the same lake transaction (e.g. the batch's fetch_log rows). commit_index=False
+    leaves the index commit to a later batch or to Store.close(): the lake is committed either way,
+    and an index left behind by a crash is caught up on the next open."""
     fresh = _unknown(store, batch)
     if not fresh:
         if also:
@@ -105,7 +109,8 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
             article_store.queue_for_alerts(store.con, result.new_stories)
         if also:
             also(store.con)
-    key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new))
+    key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
+                  commit=commit_index)
     return result
 
 

@@ -31,6 +31,7 @@ def open_index(path: Path, cache_mb: int = 64) -> sqlite3.Connection:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash may lose the last commit, never corrupt
+    con.execute("PRAGMA journal_size_limit=67108864")  # the WAL is truncated back to 64 MB after a checkpoint
     con.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
     con.executescript(_SCHEMA)
     return con
@@ -71,9 +72,14 @@ def clusters(con: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
 
 
 def add(con: sqlite3.Connection, url_keys: Sequence[tuple[int, int]], hash_keys: Sequence[tuple[int, int]],
-        band_keys: Sequence[tuple[int, int]], links: Sequence[tuple[int, int | None]], seq: int) -> None:
-    """Record keys and cluster links (root None: the article is an original) up to `seq`, in one commit."""
-    con.execute("BEGIN")
+        band_keys: Sequence[tuple[int, int]], links: Sequence[tuple[int, int | None]], seq: int,
+        commit: bool = True) -> None:
+    """Record keys and cluster links (root None: the article is an original) up to `seq`.
+
+    commit=False leaves the transaction open, so the next add() joins it: a bulk import commits every
+    few chunks, because each commit writes every B-tree page its random keys touched."""
+    if not con.in_transaction:
+        con.execute("BEGIN")
     try:
         con.executemany("INSERT OR IGNORE INTO url_keys VALUES (?, ?)", url_keys)
         con.executemany("INSERT OR IGNORE INTO hash_keys VALUES (?, ?)", hash_keys)
@@ -83,10 +89,17 @@ def add(con: sqlite3.Connection, url_keys: Sequence[tuple[int, int]], hash_keys:
                         [(i, root) for i, root in links if root is not None])
         con.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', max(?, coalesce("
                     "(SELECT value FROM meta WHERE name = 'last_seq'), 0)))", [seq])
-        con.execute("COMMIT")
+        if commit:
+            con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def commit(con: sqlite3.Connection) -> None:
+    """Commit what add(commit=False) left open."""
+    if con.in_transaction:
+        con.execute("COMMIT")
 
 
 def reset(con: sqlite3.Connection) -> None:
