@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+
+import numpy as np
 
 from ingest.dedup import (DedupParams, Link, Member, band_keys, band_keys_many, hash_key, normalise_text,
                           plan_links, signatures_of_normalised)
@@ -110,7 +113,7 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
         if also:
             also(store.con)
     key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
-                  commit=commit_index)
+                  [_member_row(m) for m in new], commit=commit_index)
     return result
 
 
@@ -124,15 +127,16 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
     """Add to the index what the lake holds beyond its last_seq; return the number of articles added."""
     added = 0
     for rows in article_store.stored_after(store.con, key_index.last_seq(store.index)):
-        url_keys, hash_keys, bands = [], [], []
-        for id_, _seq, _pub, chash, sig, _dup, url, source_url in rows:
+        url_keys, hash_keys, bands, members = [], [], [], []
+        for id_, seq, published_at, chash, sig, _dup, url, source_url in rows:
             url_keys += [(url_id(url), id_)] + ([(url_id(source_url), id_)] if source_url else [])
             hash_keys.append((hash_key(chash), id_))
             bands += [(k, id_) for k in band_keys(tuple(sig), params)] if sig else []
+            members.append(_member_row(Member(id_, seq, published_at, chash, tuple(sig) if sig else None)))
         ids = [r[0] for r in rows]
         # Stored copies re-pointed to one of these rows were updated in the same lake commit.
         links = [(r[0], r[5]) for r in rows] + article_store.copies_of(store.con, ids)
-        key_index.add(store.index, url_keys, hash_keys, bands, links, rows[-1][1])
+        key_index.add(store.index, url_keys, hash_keys, bands, links, rows[-1][1], members)
         added += len(rows)
     return added
 
@@ -161,9 +165,34 @@ def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
     hits = key_index.candidates(store.index, sorted({k for p in fresh for k in p.bands}),
                                 sorted({hash_key(p.article.content_hash) for p in fresh}))
     ids = key_index.clusters(store.index, hits)
-    return [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
-                   signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5])
-            for r in article_store.members(store.con, sorted(ids))]
+    found = [Member(id=r[0], seq=r[1], published_at=_from_us(r[2]), content_hash=r[3],
+                    signature=_unpack(r[4]), duplicate_of=r[5]) for r in key_index.members(store.index, ids)]
+    # An index written before it kept member rows: those few are read from the lake.
+    missing = sorted(set(ids) - {m.id for m in found})
+    return found + [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
+                           signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5])
+                    for r in article_store.members(store.con, missing)]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _member_row(m: Member) -> tuple:
+    """What the index keeps of an article for dedup planning, so planning never scans the lake."""
+    published = None
+    if m.published_at is not None:
+        at = m.published_at if m.published_at.tzinfo else m.published_at.replace(tzinfo=timezone.utc)
+        published = (at - _EPOCH) // timedelta(microseconds=1)
+    blob = np.asarray(m.signature, dtype=np.uint32).tobytes() if m.signature else None
+    return (m.id, m.seq, published, m.content_hash, blob)
+
+
+def _from_us(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
+
+
+def _unpack(blob: bytes | None) -> tuple[int, ...] | None:
+    return tuple(np.frombuffer(blob, dtype=np.uint32).tolist()) if blob else None
 
 
 def _member(p: Prepared, seq: int) -> Member:

@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS band_keys (key INTEGER NOT NULL, article_id INTEGER N
                                       PRIMARY KEY (key, article_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS copies (article_id INTEGER PRIMARY KEY, root INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS copies_root ON copies (root);
+CREATE TABLE IF NOT EXISTS members (article_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, published_us INTEGER,
+                                    content_hash TEXT NOT NULL, signature BLOB);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _IDS = "SELECT value FROM json_each(?)"
@@ -71,10 +73,21 @@ def clusters(con: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
     return roots | members | set(ids)
 
 
+def members(con: sqlite3.Connection, ids: Iterable[int]) -> list[tuple]:
+    """(id, seq, published_us, content_hash, signature blob, root or None) of the given articles."""
+    ids = list(ids)
+    if not ids:
+        return []
+    return con.execute(f"""SELECT m.article_id, m.seq, m.published_us, m.content_hash, m.signature, c.root
+        FROM members m LEFT JOIN copies c USING (article_id) WHERE m.article_id IN ({_IDS})""",
+                       [json.dumps(ids)]).fetchall()
+
+
 def add(con: sqlite3.Connection, url_keys: Sequence[tuple[int, int]], hash_keys: Sequence[tuple[int, int]],
         band_keys: Sequence[tuple[int, int]], links: Sequence[tuple[int, int | None]], seq: int,
-        commit: bool = True) -> None:
-    """Record keys and cluster links (root None: the article is an original) up to `seq`.
+        member_rows: Sequence[tuple] = (), commit: bool = True) -> None:
+    """Record keys, what dedup planning reads of each article (member_rows: id, seq, published_us,
+    content_hash, signature blob) and cluster links (root None: an original) up to `seq`.
 
     commit=False leaves the transaction open, so the next add() joins it: a bulk import commits every
     few chunks, because each commit writes every B-tree page its random keys touched."""
@@ -84,6 +97,7 @@ def add(con: sqlite3.Connection, url_keys: Sequence[tuple[int, int]], hash_keys:
         con.executemany("INSERT OR IGNORE INTO url_keys VALUES (?, ?)", url_keys)
         con.executemany("INSERT OR IGNORE INTO hash_keys VALUES (?, ?)", hash_keys)
         con.executemany("INSERT OR IGNORE INTO band_keys VALUES (?, ?)", band_keys)
+        con.executemany("INSERT OR IGNORE INTO members VALUES (?, ?, ?, ?, ?)", member_rows)
         con.executemany("DELETE FROM copies WHERE article_id = ?", [(i,) for i, root in links if root is None])
         con.executemany("INSERT OR REPLACE INTO copies VALUES (?, ?)",
                         [(i, root) for i, root in links if root is not None])
@@ -105,4 +119,4 @@ def commit(con: sqlite3.Connection) -> None:
 def reset(con: sqlite3.Connection) -> None:
     """Forget every key (the index is then rebuilt from the lake)."""
     con.executescript("BEGIN; DELETE FROM url_keys; DELETE FROM hash_keys; DELETE FROM band_keys;"
-                      "DELETE FROM copies; DELETE FROM meta; COMMIT;")
+                      "DELETE FROM copies; DELETE FROM members; DELETE FROM meta; COMMIT;")
