@@ -120,7 +120,7 @@ def test_cli_import_prints_a_summary_and_imports_alerts_only_when_asked(tmp_path
 
 def test_import_killed_midway_then_run_again_adds_nothing_twice(tmp_path):
     cfg = config(tmp_path)
-    count = 20_000
+    count = 8_000  # four chunks: the kill lands after the first commit and before the last
     path = write_jsonl(tmp_path / "big.jsonl", [{"url": f"https://x.example/{i}", "text": text(i, 60)}
                                                 for i in range(count)])
     proc = subprocess.Popen([NEWSMON, "import", "--config", str(cfg), str(path)], stdout=subprocess.DEVNULL,
