@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=1_000_000)
     parser.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
+    parser.add_argument("--reuse", type=Path, metavar="WORK",
+                        help="the work folder of an earlier invocation: keep its imported store and import figures, "
+                             "re-measure everything after the import")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="newsmon-scale-"))
@@ -192,11 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = make_history(args.cache, args.articles, env)
     planted = history[0].with_name("planted.parquet")
     big, empty = work / "big" / "newsmon.duckdb", work / "empty" / "newsmon.duckdb"
-    big.parent.mkdir()
     empty.parent.mkdir()
-
-    imported = run([NEWSMON, "import", "--config", str(import_config(work, big)), *map(str, history)], env,
-                   work / "import.log")
+    if args.reuse:
+        big = args.reuse / "big" / "newsmon.duckdb"
+        imported = _earlier_import(args.reuse / "import.log")
+    else:
+        big.parent.mkdir()
+        imported = run([NEWSMON, "import", "--config", str(import_config(work, big)), *map(str, history)], env,
+                       work / "import.log")
     print(f"  .. import: {imported.wall_s:.1f} s", file=sys.stderr, flush=True)
     precision, recall, linked, planted_n = planted_quality(big, planted)
 
@@ -227,6 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(args, imported, precision, recall, linked, planted_n, runs, reruns, query_run, disk, text,
                  alone, with_load, readers, time.perf_counter() - started))
     return 0
+
+
+def _earlier_import(log: Path) -> Proc:
+    """The import figures of an earlier invocation, from its log (peak RSS was not kept: 0)."""
+    text = log.read_text()
+    seconds = float(re.search(r"rows in ([\d.]+)s", text).group(1))
+    return Proc(seconds, 0.0, text)
 
 
 def _new(proc: Proc) -> str:

@@ -128,6 +128,8 @@ def _import_file(store: Store, pool: Executor, path: Path, settings: Settings, r
             summary.bad_examples += bad[: max(0, MAX_EXAMPLES - len(summary.bad_examples))]
             result = store_articles(store, prepared, settings.dedup, run_id, queue_alerts=alerts,
                                     commit_index=n % INDEX_COMMIT_CHUNKS == 0)
+            if n % INDEX_COMMIT_CHUNKS == 0:
+                store.checkpoint_index()  # keeps the index's WAL to one commit window
             summary.imported += len(result.inserted)
             summary.duplicates += len(result.duplicates)
             summary.already_stored += len(prepared) - len(result.inserted)

@@ -53,9 +53,14 @@ class Store:
     index: object  # sqlite3 connection to index.sqlite
     database: Path
 
+    def checkpoint_index(self) -> None:
+        """Write the index's WAL back into its file (a long import does it as it goes)."""
+        key_index.checkpoint(self.index)
+
     def close(self) -> None:
-        """Commit what the index holds open, then close both connections."""
+        """Commit what the index holds open, write it back, then close both connections."""
         key_index.commit(self.index)
+        key_index.checkpoint(self.index)
         self.index.close()
         self.con.close()
 

@@ -33,7 +33,10 @@ def open_index(path: Path, cache_mb: int = 64) -> sqlite3.Connection:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash may lose the last commit, never corrupt
-    con.execute("PRAGMA journal_size_limit=67108864")  # the WAL is truncated back to 64 MB after a checkpoint
+    # No checkpoint per commit: with random keys each one rewrote ~800 scattered pages of a 1.6 GB file
+    # and synced it (a run of 1,810 pages crawled at 4 pages/s at 1M articles). Commits only append
+    # to the WAL; checkpoint() writes the pages back once, when the store is closed.
+    con.execute("PRAGMA wal_autocheckpoint=0")
     con.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
     con.executescript(_SCHEMA)
     return con
@@ -114,6 +117,11 @@ def commit(con: sqlite3.Connection) -> None:
     """Commit what add(commit=False) left open."""
     if con.in_transaction:
         con.execute("COMMIT")
+
+
+def checkpoint(con: sqlite3.Connection) -> None:
+    """Write the WAL back into the index file and empty it."""
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def reset(con: sqlite3.Connection) -> None:
