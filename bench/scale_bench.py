@@ -206,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  .. import: {imported.wall_s:.1f} s", file=sys.stderr, flush=True)
     precision, recall, linked, planted_n = planted_quality(big, planted)
 
-    site = Site({"warm": ([0], 0), "one": ([0], PAGES), "alone": (list(range(1, 11)), PAGES),
-                 "readers": (list(range(11, 21)), PAGES)}, PAGES)
+    base = 30 if args.reuse else 0  # copies the reused store has not seen yet
+    site = Site({"warm": ([base], 0), "one": ([base], PAGES), "alone": (list(range(base + 1, base + 11)), PAGES),
+                 "readers": (list(range(base + 11, base + 21)), PAGES)}, PAGES)
     try:
         run([NEWSMON, "run", "--config", str(write_config(work, "warm", feed_urls(site.base, "warm"),
                                                           work / "warm" / "n.duckdb"))], env, work / "warm.log")
