@@ -111,7 +111,9 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
     new_ids = {m.id for m in new}
     with transaction(store.con):
         article_store.insert_articles(store.con, [_row(p, m.seq, by_id.get(p.id), run_id) for p, m in zip(fresh, new)])
-        article_store.update_links(store.con, [{"id": l.article_id, "duplicate_of": l.duplicate_of, "kind": l.kind,
+        seq_of = {m.id: m.seq for m in stored}
+        article_store.update_links(store.con, [{"id": l.article_id, "seq": seq_of[l.article_id],
+                                                "duplicate_of": l.duplicate_of, "kind": l.kind,
                                                 "similarity": l.similarity} for l in links if l.article_id not in new_ids])
         if queue_alerts:
             article_store.queue_for_alerts(store.con, result.new_stories)

@@ -30,12 +30,15 @@ def insert_articles(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any
 
 
 def update_links(con: duckdb.DuckDBPyConnection, links: Sequence[dict[str, Any]]) -> None:
-    """Re-point stored articles ({id, duplicate_of, kind, similarity}) to a new original."""
+    """Re-point stored articles ({id, seq, duplicate_of, kind, similarity}) to a new original."""
     if links:
+        seqs = [link["seq"] for link in links]
+        # The seq range lets DuckLake skip every data file outside it (min/max statistics): without
+        # it the UPDATE scanned all of `articles`, seconds per batch at a million articles.
         con.execute(f"""UPDATE articles SET duplicate_of = l.duplicate_of, duplicate_kind = l.kind,
                             similarity = l.similarity
             FROM (SELECT unnest(from_json(?::JSON, '{_LINK_SPEC}'), recursive := true)) l
-            WHERE articles.id = l.id""", [json_param(links)])
+            WHERE articles.id = l.id AND articles.seq BETWEEN ? AND ?""", [json_param(links), min(seqs), max(seqs)])
 
 
 def members(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple]:
