@@ -61,6 +61,7 @@ def test_the_documented_example_loads(tmp_path):
     assert settings.channels["ops"].secret == "hush"
     assert settings.channels["desk"].starttls is True and settings.channels["desk"].to == ("desk@example.org",)
     assert settings.alerts[0].channels == ("ops", "desk")
+    assert (settings.storage.memory_limit, settings.storage.snapshot_retention_days) == ("2GB", 30)
 
 
 @pytest.mark.parametrize("change, key, problem", [
@@ -72,6 +73,10 @@ def test_the_documented_example_loads(tmp_path):
     (('url = "https://example.org/world/rss.xml"', 'url = "ftp://example.org/rss"'), "feeds[0].url", "http(s) URL"),
     (('type = "webhook"', 'type = "pager"'), "channels.ops.type", "must be one of"),
     (("[storage]", "[storag]"), "storag", "unknown key"),
+    (('database = "data/newsmon.duckdb"', 'database = "data/newsmon.duckdb"\nmemory_limit = "lots"'),
+     "storage.memory_limit", "must be a size"),
+    (('database = "data/newsmon.duckdb"', 'database = "data/newsmon.duckdb"\nsnapshot_retention_days = -1'),
+     "storage.snapshot_retention_days", "between 0 and 36500"),
 ])
 def test_bad_values_name_the_key(tmp_path, change, key, problem):
     path = write(tmp_path, GOOD.replace(*change, 1))
