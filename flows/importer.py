@@ -8,6 +8,7 @@ finishes on the next try. Validation and MinHash, the CPU-heavy part, run in wor
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -195,6 +196,4 @@ def _finish(store: Store, run_id: str, status: str, summary: ImportSummary) -> N
 
 
 def _json(summary: ImportSummary) -> str:
-    import json
-
     return json.dumps(asdict(summary))

@@ -148,12 +148,6 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
     return added
 
 
-def rebuild_index(store: Store, params: DedupParams) -> int:
-    """Forget the index and rebuild it from the lake; return the number of articles indexed."""
-    key_index.reset(store.index)
-    return catch_up_index(store, params)
-
-
 def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
     """The batch without repeated URLs and URLs already stored, oldest first."""
     unique: dict[int, Prepared] = {}

@@ -74,13 +74,6 @@ def tokens_of_normalised(norm: str) -> list[str]:
     return [piece for word in norm.split() for piece in _CJK_SPLIT.findall(word)]
 
 
-def shingles(words: Sequence[str], size: int) -> set[bytes]:
-    """The set of `size`-word windows, UTF-8 encoded (a text shorter than a window is one shingle)."""
-    if len(words) <= size:
-        return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i : i + size]).encode("utf-8") for i in range(len(words) - size + 1)}
-
-
 def signature(text: str, params: DedupParams) -> tuple[int, ...] | None:
     """MinHash over word shingles of the normalised text; None when it has fewer than min_words words."""
     return signatures_of_normalised([normalise_text(text)], params)[0]
@@ -175,11 +168,6 @@ def shingle_hashes(spaced: str, size: int):
         for k in range(width):
             combined += words[k : k + count] * np.uint64(_WINDOW[k % len(_WINDOW)] | 1)
     return _mix64(combined)
-
-
-def signature_of_tokens(words: Sequence[str], params: DedupParams) -> tuple[int, ...] | None:
-    """MinHash of already tokenised text (see tokens()); None under min_words words."""
-    return signatures_of_normalised([" ".join(words)], params)[0]
 
 
 def band_keys(sig: Sequence[int], params: DedupParams) -> list[int]:

@@ -161,11 +161,6 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
-def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
-    """The id of the lake's latest committed snapshot (what `AT (VERSION => id)` takes)."""
-    return con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]
-
-
 def json_param(rows: Sequence[Any]) -> str:
     """One JSON document for a whole batch: binding one parameter is ~100x faster than executemany."""
     return json.dumps(list(rows), default=_json_default, ensure_ascii=False)
