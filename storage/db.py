@@ -88,20 +88,34 @@ def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads:
     for name in EXTENSIONS:
         con.execute(f"LOAD '{extension_file(name)}'")
     if not read_only:
-        _create_catalog(database)
+        _create_catalog(con, database)
     con.execute(attach_sql(database, read_only))
     con.execute(f"USE {LAKE}")
     return con
 
 
-def _create_catalog(database: Path) -> None:
+def _create_catalog(con: duckdb.DuckDBPyConnection, database: Path) -> None:
+    """Create an empty DuckLake catalog, atomically.
+
+    A reader that finds `catalog.sqlite` must find a DuckLake in it: the catalog is built under
+    another name and renamed into place, so a reader never attaches a half-made one, and a run
+    killed while creating it leaves only a `.new` file that the next run starts again.
+    """
     catalog = catalog_path(database)
     if catalog.exists():
         return
     data_path(database).mkdir(parents=True, exist_ok=True)
+    fresh = catalog.with_name(catalog.name + ".new")
+    for leftover in (fresh, fresh.with_name(fresh.name + "-wal"), fresh.with_name(fresh.name + "-shm")):
+        leftover.unlink(missing_ok=True)
     # WAL lets readers attach while a run writes (rollback journal: commits took ~1 s with a reader).
-    with sqlite3.connect(catalog) as db:
+    with sqlite3.connect(fresh) as db:
         db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    con.execute(f"ATTACH 'ducklake:sqlite:{fresh.resolve()}' AS newsmon_new "
+                f"(DATA_PATH '{data_path(database).resolve()}/')")
+    con.execute("DETACH newsmon_new")
+    fresh.replace(catalog)
 
 
 def open_writer(database: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:

@@ -12,7 +12,7 @@ from flows.config import load_settings
 from flows.importer import import_files
 from flows.persist import open_store
 from storage import index as key_index
-from storage.db import open_reader, store_dir
+from storage.db import StoreMissing, open_reader, open_writer, store_dir
 from tests.conftest import FIXTURES
 from tests.helpers import query
 from tests.test_import import text, write_jsonl
@@ -152,3 +152,24 @@ def test_maintenance_keeps_the_file_count_flat(tmp_path):
         assert con.execute("SELECT count(*) FROM articles").fetchone()[0] == 160
     finally:
         con.close()
+
+
+def test_a_half_made_catalog_is_never_attached_and_is_started_again(tmp_path):
+    database = tmp_path / "newsmon.duckdb"
+    lake = store_dir(database)
+    lake.mkdir()
+    # What a run killed while creating the store leaves: a catalog file that holds no DuckLake yet.
+    (lake / "catalog.sqlite.new").write_bytes(b"")
+    try:
+        open_reader(database)
+    except StoreMissing:
+        pass
+    else:
+        raise AssertionError("a reader attached a store that was never created")
+    open_writer(database).close()
+    assert not (lake / "catalog.sqlite.new").exists()
+    reader = open_reader(database)
+    try:
+        assert reader.execute("SELECT count(*) FROM articles").fetchone() == (0,)
+    finally:
+        reader.close()
