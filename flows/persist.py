@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ingest.dedup import (DedupParams, Link, Member, band_keys, band_keys_many, hash_key, normalise_text,
-                          plan_links, signatures_of_normalised)
+from ingest.dedup import (DedupParams, Link, Member, band_keys_many, hash_key, normalise_text,
+                          plan_links, probe_buckets, signatures_of_normalised, time_bucket)
 from ingest.models import Article
 from ingest.urls import url_id
 from storage import articles as article_store
@@ -34,6 +34,8 @@ class Prepared:
     id: int
     signature: tuple[int, ...] | None
     bands: tuple[int, ...]
+    bucket: int  # the time bucket its band keys are filed under
+    probes: tuple[int, int]  # the buckets its copies are looked for in
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,13 @@ class Store:
 def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64) -> Store:
     """Open the store for writing and bring the dedup index level with the lake."""
     con = open_writer(database, memory_limit)
-    store = Store(con, key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb), database)
+    index = key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb, params.key_layout)
+    store = Store(con, index, database)
+    empty = key_index.last_seq(index) == 0
     caught_up = catch_up_index(store, params)
-    if caught_up:
+    if caught_up and empty:
+        log.warning("dedup index built from the %d article(s) in the lake", caught_up)
+    elif caught_up:
         log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
     return store
 
@@ -85,7 +91,17 @@ def prepared_from(articles: Sequence[Article], sigs: Sequence[tuple[int, ...] | 
                   params: DedupParams) -> list[Prepared]:
     """Prepared records from articles and their signatures (band keys computed here, all at once)."""
     bands = iter(band_keys_many([s for s in sigs if s], params))
-    return [Prepared(a, url_id(a.url), sig, tuple(next(bands)) if sig else ()) for a, sig in zip(articles, sigs)]
+    out = []
+    for a, sig in zip(articles, sigs):
+        at = _article_time(a)
+        out.append(Prepared(a, url_id(a.url), sig, tuple(next(bands)) if sig else (), time_bucket(at, params),
+                            probe_buckets(at, params)))
+    return out
+
+
+def _article_time(a: Article) -> datetime:
+    """When an article appeared, for time buckets: its publication date, else when it was fetched."""
+    return a.published_at or a.fetched_at or datetime.now(timezone.utc)
 
 
 def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
@@ -110,7 +126,7 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
     by_id = {l.article_id: l for l in links}
     new_ids = {m.id for m in new}
     with transaction(store.con):
-        article_store.insert_articles(store.con, [_row(p, m.seq, by_id.get(p.id), run_id) for p, m in zip(fresh, new)])
+        article_store.insert_article_columns(store.con, _columns(fresh, new, by_id, run_id))
         seq_of = {m.id: m.seq for m in stored}
         article_store.update_links(store.con, [{"id": l.article_id, "seq": seq_of[l.article_id],
                                                 "duplicate_of": l.duplicate_of, "kind": l.kind,
@@ -135,11 +151,15 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
     added = 0
     for rows in article_store.stored_after(store.con, key_index.last_seq(store.index)):
         url_keys, hash_keys, bands, members = [], [], [], []
-        for id_, seq, published_at, chash, sig, _dup, url, source_url in rows:
+        keys = iter(band_keys_many([r[4] for r in rows if r[4]], params))
+        for id_, seq, published_at, chash, sig, _dup, url, source_url, fetched_at in rows:
             url_keys += [(url_id(url), id_)] + ([(url_id(source_url), id_)] if source_url else [])
             hash_keys.append((hash_key(chash), id_))
-            bands += [(k, id_) for k in band_keys(tuple(sig), params)] if sig else []
-            members.append(_member_row(Member(id_, seq, published_at, chash, tuple(sig) if sig else None)))
+            bucket = time_bucket(published_at or fetched_at or datetime.now(timezone.utc), params)
+            if sig:
+                bands += [(bucket, k, id_) for k in next(keys)]
+            members.append(_member_row(Member(id_, seq, published_at, chash, tuple(sig) if sig else None,
+                                              bucket=bucket)))
         ids = [r[0] for r in rows]
         # Stored copies re-pointed to one of these rows were updated in the same lake commit.
         links = [(r[0], r[5]) for r in rows] + article_store.copies_of(store.con, ids)
@@ -163,16 +183,26 @@ def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
 
 def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
     """Stored articles sharing a content hash or a band key with the batch, with their whole clusters."""
-    hits = key_index.candidates(store.index, sorted({k for p in fresh for k in p.bands}),
-                                sorted({hash_key(p.article.content_hash) for p in fresh}))
+    hits = key_index.candidates(store.index, _band_probes(fresh), list({hash_key(p.article.content_hash) for p in fresh}))
     ids = key_index.clusters(store.index, hits)
     found = [Member(id=r[0], seq=r[1], published_at=_from_us(r[2]), content_hash=r[3],
-                    signature=_unpack(r[4]), duplicate_of=r[5]) for r in key_index.members(store.index, ids)]
+                    signature=_unpack(r[4]), duplicate_of=r[5], bucket=r[6])
+             for r in key_index.members(store.index, ids)]
     # An index written before it kept member rows: those few are read from the lake.
     missing = sorted(set(ids) - {m.id for m in found})
     return found + [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
                            signature=tuple(r[4]) if r[4] else None, duplicate_of=r[5])
                     for r in article_store.members(store.con, missing)]
+
+
+def _band_probes(fresh: Sequence[Prepared]) -> dict[int, list[int]]:
+    """Bucket -> the distinct band keys to look for in it (each article looks in its two probe buckets)."""
+    signed = [p for p in fresh if p.bands]
+    if not signed:
+        return {}
+    keys = np.asarray([p.bands for p in signed], dtype=np.int64)
+    probes = np.asarray([p.probes for p in signed], dtype=np.int64)
+    return {int(b): np.unique(keys[(probes == b).any(axis=1)]).tolist() for b in np.unique(probes)}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -185,7 +215,7 @@ def _member_row(m: Member) -> tuple:
         at = m.published_at if m.published_at.tzinfo else m.published_at.replace(tzinfo=timezone.utc)
         published = (at - _EPOCH) // timedelta(microseconds=1)
     blob = np.asarray(m.signature, dtype=np.uint32).tobytes() if m.signature else None
-    return (m.id, m.seq, published, m.content_hash, blob)
+    return (m.id, m.seq, published, m.content_hash, blob, m.bucket)
 
 
 def _from_us(us: int | None) -> datetime | None:
@@ -198,27 +228,33 @@ def _unpack(blob: bytes | None) -> tuple[int, ...] | None:
 
 def _member(p: Prepared, seq: int) -> Member:
     return Member(id=p.id, seq=seq, published_at=p.article.published_at, content_hash=p.article.content_hash,
-                  signature=p.signature, duplicate_of=None, bands=p.bands or None)
+                  signature=p.signature, duplicate_of=None, bands=p.bands or None, bucket=p.bucket, probes=p.probes)
 
 
 def _keys(fresh: Sequence[Prepared]) -> tuple[list, list, list]:
     url_keys = [(p.id, p.id) for p in fresh]
     url_keys += [(url_id(p.article.source_url), p.id) for p in fresh if p.article.source_url]
     hash_keys = [(hash_key(p.article.content_hash), p.id) for p in fresh]
-    bands = [(k, p.id) for p in fresh for k in p.bands]
+    bands = [(p.bucket, k, p.id) for p in fresh for k in p.bands]
     return url_keys, hash_keys, bands
 
 
-def _row(p: Prepared, seq: int, link: Link | None, run_id: str) -> dict:
-    a = p.article
-    copy = link is not None and link.duplicate_of is not None
-    return {"id": p.id, "seq": seq, "url": a.url, "source_url": a.source_url, "feed_url": a.feed_url,
-            "title": a.title, "author": a.author, "published_at": a.published_at, "date_source": a.date_source,
-            "fetched_at": a.fetched_at, "language": a.language, "text": a.text, "word_count": a.word_count,
-            "description": a.description, "sitename": a.sitename, "extraction": a.extraction,
-            "content_hash": a.content_hash, "signature": list(p.signature) if p.signature else None,
-            "run_id": run_id, "duplicate_of": link.duplicate_of if copy else None,
-            "duplicate_kind": link.kind if copy else None, "similarity": link.similarity if copy else None}
+def _columns(fresh: Sequence[Prepared], new: Sequence[Member], links: dict[int, Link], run_id: str) -> dict:
+    """The article rows to insert, one list per column."""
+    articles = [p.article for p in fresh]
+    copies = [links.get(p.id) for p in fresh]
+    copies = [link if link is not None and link.duplicate_of is not None else None for link in copies]
+    columns = {name: [getattr(a, name) for a in articles] for name in _ARTICLE_FIELDS}
+    columns.update(id=[p.id for p in fresh], seq=[m.seq for m in new], run_id=[run_id] * len(fresh),
+                   signature=[list(p.signature) if p.signature else None for p in fresh],
+                   duplicate_of=[c.duplicate_of if c else None for c in copies],
+                   duplicate_kind=[c.kind if c else None for c in copies],
+                   similarity=[c.similarity if c else None for c in copies])
+    return columns
+
+
+_ARTICLE_FIELDS = ("url", "source_url", "feed_url", "title", "author", "published_at", "date_source", "fetched_at",
+                   "language", "text", "word_count", "description", "sitename", "extraction", "content_hash")
 
 
 def _result(new: Sequence[Member], stored: Sequence[Member], links: Sequence[Link]) -> StoreResult:

@@ -55,7 +55,7 @@ def article_from_record(record: Any, imported_at: datetime) -> tuple[Article, st
                       date_source=IMPORT if record.get("published_at") is not None else None,
                       fetched_at=imported_at, language=optional["language"], text=text,
                       content_hash=hash_of_normalised(norm), extraction=IMPORT, source_url=url,
-                      word_count=len(norm.split()))
+                      word_count=norm.count(" ") + 1 if norm else 0)  # norm is single-spaced
     return article, norm
 
 

@@ -22,8 +22,48 @@ NEAR = "near"
 
 def normalise_text(text: str) -> str:
     """NFKC, case-folded, punctuation and whitespace collapsed to single spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return _NON_WORD.sub(" ", folded).strip()
+    if not unicodedata.is_normalized("NFKC", text):  # most text already is: checking is 4x cheaper
+        text = unicodedata.normalize("NFKC", text)
+    return _words_spaced(text.casefold())
+
+
+_BMP = 0x10000
+_word_chars: list = []  # [numpy bool array: is code point c a word character, for c < _BMP]
+
+
+def _words_spaced(folded: str) -> str:
+    """_NON_WORD.sub(" ", folded).strip(), with one table lookup per character instead of the regex
+    engine's (the regex cost 0.45 ms for a 4.4 KB article, this 0.1 ms; the output is identical)."""
+    import numpy as np
+
+    try:
+        points = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32)
+    except UnicodeEncodeError:  # a lone surrogate
+        return _NON_WORD.sub(" ", folded).strip()
+    if not len(points):
+        return ""
+    if points.max() >= _BMP:  # emoji and other astral characters: rare, left to the regex
+        return _NON_WORD.sub(" ", folded).strip()
+    word = _word_table()[points]
+    after_word = np.empty_like(word)
+    after_word[0] = False
+    after_word[1:] = word[:-1]
+    # Keep word characters and the first character of each non-word run, written as a space.
+    spaced = np.where(word, points, np.uint32(32))[word | after_word]
+    return spaced.tobytes().decode("utf-32-le").strip()
+
+
+def _word_table():
+    """Which BMP code points the regex counts as word characters, asked of the regex itself once."""
+    import numpy as np
+
+    if not _word_chars:
+        every = "".join(" " if 0xD800 <= c < 0xE000 else chr(c) for c in range(_BMP))
+        word = np.ones(_BMP, dtype=bool)
+        for run in _NON_WORD.finditer(every):
+            word[run.start():run.end()] = False
+        _word_chars.append(word)
+    return _word_chars[0]
 
 
 def content_hash(text: str) -> str:
@@ -52,6 +92,7 @@ class DedupParams:
     rows: int = 4
     min_words: int = 50
     seed: int = 1
+    near_window_days: int = 30  # near copies published this close are always compared; see time_buckets
 
     def __post_init__(self) -> None:
         if not 0.0 < self.near_threshold <= 1.0:
@@ -60,6 +101,37 @@ class DedupParams:
             raise ValueError("shingle must be >= 1 and min_words >= shingle")
         if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows ({self.bands}*{self.rows}) must be between 1 and num_perm ({self.num_perm})")
+        if not 1 <= self.near_window_days <= 3650:
+            raise ValueError(f"near_window_days must be between 1 and 3650, got {self.near_window_days}")
+
+    @property
+    def key_layout(self) -> int:
+        """A number that changes whenever the settings that shape stored band keys or buckets change."""
+        import zlib
+
+        shape = (self.shingle, self.num_perm, self.bands, self.rows, self.seed, self.near_window_days)
+        return zlib.crc32(repr(shape).encode())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def time_bucket(at: datetime, params: DedupParams) -> int:
+    """The time bucket an article's band keys are filed under: 2 x near_window_days wide."""
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return (at - _EPOCH).days // (2 * params.near_window_days)
+
+
+def probe_buckets(at: datetime, params: DedupParams) -> tuple[int, int]:
+    """The two buckets to look in for copies of an article of this time: its own and the nearer neighbour.
+
+    Buckets are twice the window wide, so every article within near_window_days on either side is in
+    one of these two (it may find older or newer ones too: the guarantee is a floor, not a cut-off)."""
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    width = 2 * params.near_window_days
+    days = (at - _EPOCH).days
+    bucket = days // width
+    return (bucket, bucket - 1) if days % width < params.near_window_days else (bucket, bucket + 1)
 
 
 def tokens(text: str) -> list[str]:
@@ -69,7 +141,7 @@ def tokens(text: str) -> list[str]:
 
 def tokens_of_normalised(norm: str) -> list[str]:
     """tokens() of a text already passed through normalise_text (normalising is the costly part)."""
-    if not _CJK_CHAR.search(norm):
+    if not _has_cjk(norm):
         return norm.split()
     return [piece for word in norm.split() for piece in _CJK_SPLIT.findall(word)]
 
@@ -99,11 +171,16 @@ def signatures_of_normalised(norms: Sequence[str], params: DedupParams) -> list[
 
 def _spaced_tokens(norm: str) -> str:
     # Normalised text is already single-space separated words, except for CJK characters (one word each).
-    return norm if not _CJK_CHAR.search(norm) else " ".join(tokens_of_normalised(norm))
+    return norm if not _has_cjk(norm) else " ".join(tokens_of_normalised(norm))
 
 
 def _word_count(norm: str) -> int:
-    return len(tokens_of_normalised(norm)) if _CJK_CHAR.search(norm) else (norm.count(" ") + 1 if norm else 0)
+    return len(tokens_of_normalised(norm)) if _has_cjk(norm) else (norm.count(" ") + 1 if norm else 0)
+
+
+def _has_cjk(norm: str) -> bool:
+    # max() is a C loop that rules out nearly every text before the regex has to look.
+    return bool(norm) and not norm.isascii() and max(norm) >= "\u3040" and _CJK_CHAR.search(norm) is not None
 
 
 # Stable 64-bit hashes computed with numpy over the whole text at once: one Python-level call per text
@@ -211,6 +288,8 @@ class Member:
     signature: tuple[int, ...] | None
     duplicate_of: int | None = None
     bands: tuple[int, ...] | None = None  # band_keys(signature), when already computed
+    bucket: int | None = None  # time_bucket(): the bucket its band keys are filed under
+    probes: tuple[int, ...] | None = None  # probe_buckets() of a new member (None for stored ones)
 
 
 @dataclass(frozen=True)
@@ -276,23 +355,45 @@ def _link_exact(clusters: _Clusters, new: Sequence[Member], members: Iterable[Me
 
 def _link_near(clusters: _Clusters, new: Sequence[Member], members: Iterable[Member], params: DedupParams) -> None:
     """Join every new member with the members sharing a band key whose similarity reaches the threshold."""
-    keys = {m.id: m.bands or band_keys(m.signature, params) for m in members if m.signature is not None}
-    buckets: dict[int, list[Member]] = {}
-    for m in members:
-        for key in keys.get(m.id, ()):
-            buckets.setdefault(key, []).append(m)
+    import numpy as np
+
+    signed = [m for m in members if m.signature is not None]
+    if len(signed) < 2:
+        return
+    keys = np.asarray([m.bands or band_keys(m.signature, params) for m in signed], dtype=np.int64)
+    owners = np.repeat(np.arange(len(signed)), keys.shape[1])
+    flat = keys.ravel()
+    order = np.argsort(flat, kind="stable")
+    flat, owners = flat[order], owners[order]
+    # Only keys held by two or more members can join anything: nearly all keys are held by one.
+    shared = np.flatnonzero(flat[1:] == flat[:-1])
+    starts = np.unique(np.concatenate((shared, shared + 1)))
+    new_ids = {m.id for m in new}
+    groups: dict[int, list[int]] = {}
+    for position in starts.tolist():
+        groups.setdefault(int(flat[position]), []).append(int(owners[position]))
     checked: set[tuple[int, int]] = set()
-    for m in new:
-        if m.signature is None:
-            continue
-        for key in keys[m.id]:
-            for other in buckets[key]:
+    for group in groups.values():
+        for i in group:
+            m = signed[i]
+            if m.id not in new_ids:
+                continue
+            for j in group:
+                other = signed[j]
                 pair = (min(m.id, other.id), max(m.id, other.id))
-                if other.id == m.id or pair in checked:
+                if other.id == m.id or pair in checked or not _in_reach(m, other):
                     continue
                 checked.add(pair)
                 if similarity(m.signature, other.signature) >= params.near_threshold:
                     clusters.union(m.id, other.id)
+
+
+def _in_reach(a: Member, b: Member) -> bool:
+    """Whether a and b are near enough in time to be compared: what the index's buckets allow, so
+    that two new articles in one batch are linked exactly when they would be across batches."""
+    if a.bucket is None or b.bucket is None:  # a member from before buckets were kept
+        return True
+    return (a.probes is not None and b.bucket in a.probes) or (b.probes is not None and a.bucket in b.probes)
 
 
 def _utc(at: datetime) -> datetime:

@@ -7,7 +7,7 @@ import duckdb
 
 from ingest.models import Article
 
-from .db import cursor, insert_rows, json_param, json_spec
+from .db import cursor, insert_columns, json_param, json_spec
 
 # The one definition of an article row as newsmon writes it (the migration declares the same names).
 ARTICLE_COLUMNS = {
@@ -26,7 +26,12 @@ MEMBER_COLUMNS = "id, seq, published_at, content_hash, signature, duplicate_of, 
 
 def insert_articles(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Append article rows (every key of ARTICLE_COLUMNS); the caller has checked they are new."""
-    insert_rows(con, "articles", ARTICLE_COLUMNS, rows)
+    insert_article_columns(con, {name: [row[name] for row in rows] for name in ARTICLE_COLUMNS})
+
+
+def insert_article_columns(con: duckdb.DuckDBPyConnection, columns: dict[str, Sequence[Any]]) -> None:
+    """Append articles given as one list per column of ARTICLE_COLUMNS."""
+    insert_columns(con, "articles", ARTICLE_COLUMNS, columns)
 
 
 def update_links(con: duckdb.DuckDBPyConnection, links: Sequence[dict[str, Any]]) -> None:
@@ -50,10 +55,11 @@ def members(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple]:
 
 
 def stored_after(con: duckdb.DuckDBPyConnection, seq: int, batch: int = 10_000) -> Iterator[list[tuple]]:
-    """MEMBER_COLUMNS of articles stored after `seq`, in storage order, a batch at a time."""
+    """MEMBER_COLUMNS and fetched_at of articles stored after `seq`, in storage order, a batch at a time."""
     # seq grows with every commit, so each data file's min/max lets DuckLake skip the older files.
     # A cursor of its own: callers write on `con` between batches, which would end this result.
-    result = cursor(con).execute(f"SELECT {MEMBER_COLUMNS} FROM articles WHERE seq > ? ORDER BY seq", [seq])
+    result = cursor(con).execute(f"SELECT {MEMBER_COLUMNS}, fetched_at FROM articles WHERE seq > ? ORDER BY seq",
+                                 [seq])
     while rows := result.fetchmany(batch):
         yield rows
 

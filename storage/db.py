@@ -188,22 +188,29 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str],
-                rows: Sequence[dict[str, Any]]) -> None:
-    """Append row dicts through a newline-delimited JSON temp file.
+_ARROW_TYPES = {"BIGINT": "int64", "INTEGER": "int32", "DOUBLE": "float64", "VARCHAR": "string"}
 
-    For batches of long texts this is ~8x faster than one JSON parameter: DuckDB parses 2,000
-    articles (11 MB) from a file in 0.27 s, and from a single JSON value in 2.1 s."""
-    if not rows:
-        return
-    struct = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
-    with tempfile.NamedTemporaryFile("w", suffix=".ndjson", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, default=_json_default, ensure_ascii=False))
-            out.write("\n")
-        out.flush()
-        con.execute(f"""INSERT INTO {table} BY NAME
-            SELECT * FROM read_json(?, format = 'newline_delimited', columns = {struct})""", [out.name])
+
+def insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str],
+                   values: dict[str, Sequence[Any]]) -> None:
+    """Append rows given as one list per column, through an Arrow table DuckDB scans in place.
+
+    For 2,000 articles this costs about half of the JSON-lines path (newline-delimited JSON through a temp file): no text is
+    encoded to JSON and parsed back."""
+    import pyarrow as pa  # imported here: a run with nothing new never pays for it
+
+    fields = [(name, _arrow_type(pa, kind)) for name, kind in columns.items()]
+    batch = pa.table({name: values[name] for name, _ in fields}, schema=pa.schema(fields))  # noqa: F841
+    names = ", ".join(columns)
+    con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM batch")
+
+
+def _arrow_type(pa, kind: str):
+    if kind == "TIMESTAMPTZ":
+        return pa.timestamp("us", tz="UTC")
+    if kind == "UINTEGER[]":
+        return pa.list_(pa.uint32())
+    return getattr(pa, _ARROW_TYPES[kind])()
 
 
 def json_spec(columns: dict[str, str]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.dedup import (
-    DedupParams, Link, Member, band_keys, content_hash, plan_links, signature, similarity, tokens,
+    DedupParams, Link, Member, band_keys, content_hash, normalise_text, plan_links, signature, similarity, tokens,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,3 +230,44 @@ def test_invalid_params_and_inputs_are_refused():
 def test_a_stored_row_returned_by_two_chunked_lookups_counts_once():
     stored = [member(1, SEED, T0), member(1, SEED, T0)]
     assert plan_links([member(2, SEED + APPENDIX, T0 + timedelta(hours=1))], stored, PARAMS)[0].duplicate_of == 1
+
+
+def _reference_normalise(text: str) -> str:
+    """The normaliser's definition, in its slow direct form (stored content hashes depend on it)."""
+    import re
+    import unicodedata
+
+    return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def test_normalise_text_is_the_regex_definition_on_every_kind_of_text():
+    import random
+
+    pages = sorted((REPO.parent / "shared/corpus/articles").glob("*.html"))  # real pages, many languages
+    texts = [SEED] + [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in pages]
+    rng = random.Random(7)
+    # Latin, Greek, punctuation, spaces of every width, CJK, ligatures, ß/İ case-folding, astral emoji.
+    alphabet = ([chr(c) for c in range(0x250)] + [chr(c) for c in range(0x370, 0x400)]
+                + [chr(c) for c in range(0x2000, 0x2070)] + [chr(c) for c in range(0x3000, 0x3100)]
+                + ["\ufb01", "\u1e9e", "\u0130", "\U0001F600", "\U00010000", "_", "\u00a0"])
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(2000)]
+    texts += ["", " ", "_", "a_b", "__x__", "\ud800 lone surrogate", "Grève à l'usine : 3 000 salariés"]
+    assert len(texts) > 2100 and len(pages) > 100
+    for text in texts:
+        assert normalise_text(text) == _reference_normalise(text), repr(text[:80])
+
+
+def test_probe_buckets_cover_every_article_within_the_window():
+    from ingest.dedup import probe_buckets, time_bucket
+
+    import random
+
+    rng = random.Random(3)
+    for window in (1, 7, 30):
+        params = DedupParams(near_window_days=window)
+        for _ in range(3000):
+            a = T0.replace(tzinfo=timezone.utc) + timedelta(seconds=rng.uniform(-4e8, 4e8))
+            b = a + timedelta(days=rng.uniform(-window, window))
+            assert time_bucket(b, params) in probe_buckets(a, params), (window, a, b)
+        far = T0 + timedelta(days=5 * window)
+        assert time_bucket(far, params) not in probe_buckets(T0, params)

@@ -167,3 +167,25 @@ def test_published_at_forms(value, expected):
 def test_published_at_rejects(value):
     with pytest.raises(BadRecord):
         parse_timestamp(value)
+
+
+def test_near_copies_are_found_within_the_window_and_exact_copies_at_any_distance(tmp_path):
+    base = text(11, 150)
+    near = base + " Reporting by X; editing by Y."
+    day = 86400
+    start = 1_700_000_000
+    records = [
+        {"url": "https://a.example/original", "text": base, "published_at": start},
+        # 29 days later, and in another import: still within the 30-day window, whatever the buckets.
+        {"url": "https://b.example/near-29d", "text": near, "published_at": start + 29 * day},
+        # A year later: outside every bucket the original is filed under, so a new story...
+        {"url": "https://c.example/near-1y", "text": near + " Again.", "published_at": start + 365 * day},
+        # ...while an exact copy is found across any distance.
+        {"url": "https://d.example/exact-2y", "text": base.upper(), "published_at": start + 730 * day},
+    ]
+    settings = load_settings(config(tmp_path))
+    import_files(settings, [write_jsonl(tmp_path / "a.jsonl", records[:1])], workers=1)
+    import_files(settings, [write_jsonl(tmp_path / "b.jsonl", records[1:])], workers=1)
+    rows = dict((url.split("/")[-1], kind) for url, kind in query(
+        db(tmp_path), "SELECT url, duplicate_kind FROM articles"))
+    assert rows == {"original": None, "near-29d": "near", "near-1y": None, "exact-2y": "exact"}
