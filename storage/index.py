@@ -128,3 +128,18 @@ def reset(con: sqlite3.Connection) -> None:
     """Forget every key (the index is then rebuilt from the lake)."""
     con.executescript("BEGIN; DELETE FROM url_keys; DELETE FROM hash_keys; DELETE FROM band_keys;"
                       "DELETE FROM copies; DELETE FROM members; DELETE FROM meta; COMMIT;")
+
+
+def open_index_reader(path: Path) -> sqlite3.Connection:
+    """Open the index for lookups only (a reader beside a running writer: WAL lets both go on)."""
+    con = sqlite3.connect(path, check_same_thread=False)
+    con.execute("PRAGMA query_only=1")
+    return con
+
+
+def copies_among(con: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
+    """The articles among `ids` that are copies of another article."""
+    if not ids:
+        return set()
+    return {r[0] for r in con.execute(f"SELECT article_id FROM copies WHERE article_id IN ({_IDS})",
+                                      [json.dumps(list(ids))])}
