@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -66,6 +69,31 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--config", default=argparse.SUPPRESS, help="config file")
     test.add_argument("--limit", type=int, default=20)
     test.set_defaults(handler=cmd_alerts_test)
+    feed = alerts_sub.add_parser("feed", help="print the Atom feed of an alert rule's latest hits")
+    feed.add_argument("name", help="the rule's name in the config")
+    feed.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    feed.add_argument("--limit", type=int, help="entries (default: [alert_feeds] entries, 50)")
+    feed.set_defaults(handler=cmd_alerts_feed)
+    search = command("search", cmd_search, "ranked full-text search of stored articles (alert rule syntax)")
+    search.add_argument("query", nargs="?", help='e.g. \'grève port\', \'"Deir ez-Zor" AND NOT title:football\'')
+    search.add_argument("--since", type=since_arg, help="7d, 12h, 30m or a date (2024-06-01)")
+    search.add_argument("--until", type=until_arg, help="a date (that whole day included) or a time")
+    search.add_argument("--lang", action="append", default=[], help="only articles in this language (repeatable)")
+    search.add_argument("--feed", action="append", default=[], help="only this feed URL or tag:NAME (repeatable)")
+    search.add_argument("--originals", action="store_true", help="leave out copies of other articles")
+    search.add_argument("--limit", type=int, default=20)
+    search.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    search.add_argument("--reindex", action="store_true", help="rebuild the search index from the store first")
+    stories = command("stories", cmd_stories, "story clusters: first seen, title, outlets that ran them")
+    stories.add_argument("--since", type=since_arg, default="1d", help="stories with an article since (default 1d)")
+    stories.add_argument("--min-sources", type=int, default=1, help="only stories run by at least N outlets")
+    stories.add_argument("--limit", type=int, default=100)
+    stories.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    export = command("export", cmd_export, "write articles to a .parquet, .csv or .jsonl file")
+    export.add_argument("out", type=export_path, metavar="OUT")
+    export.add_argument("--since", type=since_arg, help="7d, 12h or a date")
+    export.add_argument("--originals", action="store_true", help="leave out copies of other articles")
+    export.add_argument("--query", help="only articles matching this search query")
     demo = sub.add_parser("demo", help="serve the bundled fixture site and run one cycle into ./newsmon-demo.duckdb")
     demo.add_argument("--database", default="newsmon-demo.duckdb")
     demo.set_defaults(handler=cmd_demo)
@@ -228,6 +256,150 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     from flows.alert_test import try_query
 
     return try_query(_settings(args), args.query, args.limit)
+
+
+_SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def since_arg(value: str) -> datetime:
+    """--since: a span back from now (7d, 12h, 30m, 2w) or an ISO date/time (UTC unless it says otherwise)."""
+    span = _SPAN.match(value.strip())
+    if span:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(span.group(1)) * _UNITS[span.group(2)])
+    return _moment(value)
+
+
+def until_arg(value: str) -> datetime:
+    """--until: an ISO time, or a date meaning the end of that day."""
+    moment = _moment(value)
+    return moment + timedelta(days=1) if len(value.strip()) == 10 else moment
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 7d, 12h, 30m or a date like 2024-06-01, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def export_path(value: str) -> Path:
+    """OUT of `newsmon export`: its suffix names the format."""
+    from storage.exports import FORMATS
+
+    path = Path(value)
+    if path.suffix.lower() not in FORMATS:
+        raise argparse.ArgumentTypeError(f"{value}: use a .parquet, .csv or .jsonl file name")
+    return path
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from alerts.query import QueryError, parse
+    from flows.search import hits_as_rows, reindex, resolve_feeds, search
+    from search.query import Filters
+
+    settings = _settings(args)
+    if args.reindex:
+        from flows.progress import terminal_progress
+
+        started = time.monotonic()
+        with terminal_progress("articles") as progress:
+            count = reindex(settings.database, settings.storage.memory_limit, progress)
+        print(f"search index rebuilt: {count} articles in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    if args.query is None:
+        if args.reindex:
+            return EXIT_OK
+        raise ConfigError("newsmon search", "QUERY", "give a query, or --reindex")
+    try:
+        node = parse(args.query)
+    except QueryError as exc:
+        print(f"query: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    filters = Filters(args.since, args.until, tuple(args.lang),
+                      resolve_feeds(settings.database, args.feed, settings.storage.memory_limit))
+    hits = search(settings.database, args.query, filters, args.limit, args.originals, node)
+    if args.format == "table":
+        print_hits(hits)
+    else:
+        from flows.output import print_csv, print_json
+
+        (print_json if args.format == "json" else print_csv)(*hits_as_rows(hits))
+    return EXIT_OK
+
+
+def print_hits(hits) -> None:
+    """One block per hit: rank, title, date, language, score, then the URL and the snippet."""
+    for rank, hit in enumerate(hits, 1):
+        day = hit.published_at.strftime("%Y-%m-%d") if hit.published_at else "no date"
+        print(f"{rank}. {hit.title or '(no title)'}\n   {day} · {hit.language or '?'} · score {hit.score:.2f}"
+              f" · {hit.url}\n   {hit.snippet}\n")
+    print(f"({len(hits)} hit{'s' if len(hits) != 1 else ''})")
+
+
+def cmd_stories(args: argparse.Namespace) -> int:
+    from flows.output import print_csv, print_json
+    from storage.db import open_reader
+    from storage.exports import stories
+
+    settings = _settings(args)
+    con = open_reader(settings.database, settings.storage.memory_limit)
+    try:
+        columns, rows = stories(con, args.since, args.min_sources, args.limit)
+    finally:
+        con.close()
+    if args.format == "json":
+        print_json(columns, rows)
+    elif args.format == "csv":
+        print_csv(columns, rows)
+    else:
+        shown = [(r[0].strftime("%Y-%m-%d %H:%M") if r[0] else "", r[1], r[2], r[3], ", ".join(r[4]))
+                 for r in rows]
+        print_table(["first_seen", "title", "outlets", "outlet", "also_reported_by"], shown, max_width=60)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from alerts.query import QueryError, parse
+    from storage.db import open_reader
+    from storage.exports import export_articles
+
+    settings = _settings(args)
+    ids = None
+    if args.query is not None:
+        from flows.search import matching_ids
+
+        try:
+            node = parse(args.query)
+        except QueryError as exc:
+            print(f"query: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        ids = matching_ids(settings.database, node)
+    con = open_reader(settings.database, settings.storage.memory_limit)
+    try:
+        count = export_articles(con, args.out, args.since, args.originals, ids)
+    finally:
+        con.close()
+    print(f"export: {count} article(s) to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_alerts_feed(args: argparse.Namespace) -> int:
+    from flows.alert_feeds import alert_feed
+    from storage.db import open_reader
+
+    settings = _settings(args)
+    alert = next((a for a in settings.alerts if a.rule.name == args.name), None)
+    if alert is None:
+        known = ", ".join(a.rule.name for a in settings.alerts) or "none"
+        raise ConfigError(settings.path, "alerts", f"no alert named {args.name!r} (defined: {known})")
+    con = open_reader(settings.database, settings.storage.memory_limit)
+    try:
+        document = alert_feed(con, alert, args.limit or settings.alert_feeds.entries)
+    finally:
+        con.close()
+    sys.stdout.buffer.write(document)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -72,6 +72,14 @@ class StoragePolicy:
 
 
 @dataclass(frozen=True)
+class AlertFeeds:
+    """[alert_feeds]: an Atom file per alert rule, rewritten after each run."""
+
+    atom_dir: Path | None = None  # None: no files written (`newsmon alerts feed NAME` still prints one)
+    entries: int = 50  # latest hits per feed
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a run needs, validated."""
 
@@ -84,6 +92,7 @@ class Settings:
     alerts: tuple[AlertConfig, ...] = ()
     channels: Mapping[str, Channel] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
+    alert_feeds: AlertFeeds = field(default_factory=AlertFeeds)
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -117,7 +126,7 @@ class _Reader:
         return ConfigError(self.path, key, problem)
 
     def settings(self, raw: dict) -> Settings:
-        self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule"})
+        self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule", "alert_feeds"})
         storage = self.table(raw, "storage")
         self.only(storage, "storage", {"database", "memory_limit", "snapshot_retention_days"})
         channels = self.channels(self.table(raw, "channels"))
@@ -132,6 +141,7 @@ class _Reader:
             alerts=self.alerts(self.array(raw, "alerts"), channels),
             channels=channels,
             schedule=self.schedule(self.table(raw, "schedule")),
+            alert_feeds=self.alert_feeds(self.table(raw, "alert_feeds")),
         )
 
     # -- generic checks -------------------------------------------------------------
@@ -287,6 +297,13 @@ class _Reader:
                     min_words=min_words)
         cooldown = self.duration(f"{where}.cooldown", self.string(table, f"{where}.cooldown", "cooldown"))
         return AlertConfig(rule=rule, channels=names, cooldown_s=cooldown, max_per_run=max_per_run)
+
+    def alert_feeds(self, table: dict) -> AlertFeeds:
+        self.only(table, "alert_feeds", {"atom_dir", "entries"})
+        atom_dir = self.string(table, "alert_feeds.atom_dir", "atom_dir")
+        entries = self.typed(table, "alert_feeds.entries", "entries", int, AlertFeeds.entries)
+        self.positive("alert_feeds.entries", entries)
+        return AlertFeeds(atom_dir=self.relative(atom_dir) if atom_dir else None, entries=entries)
 
     def duration(self, key: str, value: str | None) -> int:
         if not value:

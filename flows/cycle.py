@@ -26,6 +26,7 @@ from storage import runs as run_store
 from storage.db import transaction
 from storage.lock import RunInProgress, writer_lock
 
+from flows.alert_feeds import write_alert_feeds
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
@@ -166,12 +167,14 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) ->
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
         state.summary.alerts = stages.alerts(con, settings)
         _finish_run(con, state, "completed")
+        _write_feeds(con, settings, logger)
         _maintain(con, settings, logger)
     except BaseException:
         _finish_run(con, state, "failed")
         raise
     finally:
         store.close()
+        logger.info("search index upkeep: %.3fs", store.search_s)
     return state.summary
 
 
@@ -267,6 +270,13 @@ def _record_feeds(con, results: Sequence[FeedResult], state: _RunState) -> None:
     with transaction(con):  # one statement for every feed: one snapshot, not one per feed
         feed_store.save_feed_states(con, states)
         feed_store.log_attempts(con, [a for r in results for a in r.response.attempts], state.run_id)
+
+
+def _write_feeds(con, settings: Settings, logger) -> None:
+    try:
+        write_alert_feeds(con, settings)
+    except Exception as exc:  # the hits are recorded; the next run writes the files again
+        logger.warning("writing the alert feeds to %s failed: %s", settings.alert_feeds.atom_dir, exc)
 
 
 def _maintain(con, settings: Settings, logger) -> None:

@@ -28,6 +28,7 @@ from storage.db import transaction
 from storage.imports import UnreadableFile, parquet_records, parquet_rows
 from storage.lock import writer_lock
 
+from flows.alert_feeds import write_alert_feeds
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
 from flows.maintenance import maintain
@@ -41,6 +42,7 @@ IN_FLIGHT = 3  # chunks being prepared while one is written: enough to keep ever
 # 40,000. A kill loses at most these uncommitted keys, which the next open replays from the lake.
 INDEX_COMMIT_CHUNKS = 20
 INDEX_CACHE_MB = 1024
+SEARCH_HEAP_MB = 256  # the full-text index writer's buffer; it writes a segment each time this fills
 MAX_EXAMPLES = 10  # bad rows reported with their place in the file
 
 
@@ -95,7 +97,8 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
     summary = ImportSummary()
     started = time.monotonic()
     with writer_lock(settings.database, wait_s=0):
-        store = open_store(settings.database, settings.dedup, settings.storage.memory_limit, INDEX_CACHE_MB)
+        store = open_store(settings.database, settings.dedup, settings.storage.memory_limit, INDEX_CACHE_MB,
+                           SEARCH_HEAP_MB)
         run_id = f"import-{uuid.uuid4().hex[:8]}"
         try:
             with transaction(store.con):
@@ -105,6 +108,7 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
                     _import_file(store, pool, path, settings, run_id, alerts, summary, progress)
             if alerts:
                 summary.alerts_fired = alert_and_deliver(store.con, settings).fired
+                write_alert_feeds(store.con, settings)
             summary.seconds = time.monotonic() - started
             _finish(store, run_id, "completed", summary)
             maintain(store.con, settings.storage.snapshot_retention_days)
@@ -113,6 +117,7 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
             raise
         finally:
             store.close()
+            log.info("search index upkeep: %.3fs", store.search_s)
     summary.seconds = time.monotonic() - started
     return summary
 

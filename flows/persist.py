@@ -8,6 +8,7 @@ killed between the two commits leaves the index behind the lake, never ahead of 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +22,10 @@ from ingest.models import Article
 from ingest.urls import url_id
 from storage import articles as article_store
 from storage import index as key_index
+from search.index import IndexDoc, SearchIndex
 from storage.db import open_writer, store_dir, transaction
+
+from flows.search import index_from, index_path
 
 log = logging.getLogger("newsmon.store")
 
@@ -54,30 +58,53 @@ class Store:
     con: object  # duckdb connection, with the lake attached and in use
     index: object  # sqlite3 connection to index.sqlite
     database: Path
+    search: SearchIndex | None = None  # the full-text index, with this process as its only writer
+    search_s: float = 0.0  # time spent keeping the full-text index up to date
 
     def checkpoint_index(self) -> None:
         """Write the index's WAL back into its file (a long import does it as it goes)."""
         key_index.checkpoint(self.index)
 
+    def commit_search(self) -> None:
+        """Publish the articles added to the full-text index since its last commit."""
+        started = time.perf_counter()
+        self.search.commit()
+        self.search_s += time.perf_counter() - started
+
     def close(self) -> None:
-        """Commit what the index holds open, write it back, then close both connections."""
+        """Commit what the indexes hold open, write them back, then close every connection."""
         key_index.commit(self.index)
         key_index.checkpoint(self.index)
         self.index.close()
+        if self.search is not None:
+            started = time.perf_counter()
+            self.search.close()
+            self.search_s += time.perf_counter() - started
         self.con.close()
 
 
-def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64) -> Store:
-    """Open the store for writing and bring the dedup index level with the lake."""
+def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64,
+               search_heap_mb: int = 64) -> Store:
+    """Open the store for writing and bring the dedup and search indexes level with the lake."""
     con = open_writer(database, memory_limit)
     index = key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb, params.key_layout)
     store = Store(con, index, database)
-    empty = key_index.last_seq(index) == 0
-    caught_up = catch_up_index(store, params)
-    if caught_up and empty:
-        log.warning("dedup index built from the %d article(s) in the lake", caught_up)
-    elif caught_up:
-        log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
+    try:
+        empty = key_index.last_seq(index) == 0
+        caught_up = catch_up_index(store, params)
+        if caught_up and empty:
+            log.warning("dedup index built from the %d article(s) in the lake", caught_up)
+        elif caught_up:
+            log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
+        store.search = SearchIndex.open_writer(index_path(database), heap_mb=search_heap_mb)
+        started = time.perf_counter()
+        indexed = index_from(con, store.search, store.search.last_seq(), commit_every=100_000)
+        store.search_s += time.perf_counter() - started
+        if indexed:
+            log.warning("search index caught up with %d article(s) the lake held beyond it", indexed)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -137,7 +164,20 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
             also(store.con)
     key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
                   [_member_row(m) for m in new], commit=commit_index)
+    _index_text(store, fresh, new, commit_index)
     return result
+
+
+def _index_text(store: Store, fresh: Sequence[Prepared], new: Sequence[Member], commit: bool) -> None:
+    """Add the batch to the full-text index, after its lake commit (so the index is never ahead of the lake)."""
+    if store.search is None:
+        return
+    started = time.perf_counter()
+    store.search.add(IndexDoc(p.id, m.seq, p.article.url, p.article.title, p.article.text, p.article.published_at,
+                              p.article.language, p.article.feed_url) for p, m in zip(fresh, new))
+    store.search_s += time.perf_counter() - started
+    if commit:
+        store.commit_search()
 
 
 def known(store: Store, urls: Iterable[str]) -> set[str]:

@@ -110,3 +110,12 @@ def last_sent_at(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
     """When each channel last delivered anything (digest periods count from it)."""
     return dict(con.execute(
         "SELECT channel, max(sent_at) FROM deliveries WHERE status = 'sent' GROUP BY channel").fetchall())
+
+
+def feed_entries(con: duckdb.DuckDBPyConnection, alert: str, limit: int = 50) -> list[tuple]:
+    """The latest hits of one rule for its Atom feed: (article_id, url, title, author, published_at,
+    matched_at, snippet, snippet_html), newest first; held hits included (a feed notifies nobody)."""
+    return con.execute("""
+        SELECT m.article_id, a.url, a.title, a.author, a.published_at, m.created_at, m.snippet, m.snippet_html
+        FROM alert_matches m JOIN articles a ON a.id = m.article_id
+        WHERE m.alert = ? ORDER BY m.created_at DESC, m.article_id LIMIT ?""", [alert, limit]).fetchall()

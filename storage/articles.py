@@ -107,3 +107,26 @@ def _articles(con: duckdb.DuckDBPyConnection, where: str, batch: int = 1000):
                                 date_source=r[6], fetched_at=r[7], language=r[8], text=r[9] or "",
                                 content_hash=r[10], extraction=r[11], source_url=r[12], word_count=r[13] or 0,
                                 description=r[14], sitename=r[15])
+
+
+# What the search index takes of each article (search.index.IndexDoc, in this order).
+SEARCH_COLUMNS = "id, seq, url, title, text, published_at, language, feed_url"
+
+
+def search_docs_after(con: duckdb.DuckDBPyConnection, seq: int, batch: int = 2000,
+                      span: int = 20_000) -> Iterator[list[tuple]]:
+    """SEARCH_COLUMNS of articles stored after `seq`, in storage order, a batch at a time.
+
+    Read by seq ranges of `span`: each range is a small sort (one ORDER BY over a million texts spills
+    gigabytes), and DuckLake skips the files outside it by their min/max statistics."""
+    top = con.execute("SELECT max(seq) FROM articles").fetchone()[0] or 0
+    for low in range(seq, top, span):
+        result = cursor(con).execute(f"SELECT {SEARCH_COLUMNS} FROM articles WHERE seq > ? AND seq <= ? ORDER BY seq",
+                                     [low, low + span])
+        while rows := result.fetchmany(batch):
+            yield rows
+
+
+def count_after(con: duckdb.DuckDBPyConnection, seq: int) -> int:
+    """How many articles were stored after `seq`."""
+    return con.execute("SELECT count(*) FROM articles WHERE seq > ?", [seq]).fetchone()[0]

@@ -5,6 +5,7 @@ A store is one folder, `<name>.lake/` beside the configured `database` path:
     catalog.sqlite   DuckLake catalog (snapshots, file lists, small inlined changes); WAL mode
     data/            Parquet data files, one folder per table
     index.sqlite     dedup keys (storage/index.py): a B-tree, so lookups cost the same at any size
+    search/          full-text index (search/index.py, tantivy)
     writer.lock      one writer per store (storage/lock.py)
 
 Readers (`newsmon sql`, the duckdb CLI, notebooks) attach the same catalog read-only and see the

@@ -153,3 +153,18 @@ def commit(con: sqlite3.Connection) -> None:
 def checkpoint(con: sqlite3.Connection) -> None:
     """Write the WAL back into the index file and empty it."""
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def open_index_reader(path: Path) -> sqlite3.Connection:
+    """Open the index for lookups only (a reader beside a running writer: WAL lets both go on)."""
+    con = sqlite3.connect(path, check_same_thread=False)
+    con.execute("PRAGMA query_only=1")
+    return con
+
+
+def copies_among(con: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
+    """The articles among `ids` that are copies of another article."""
+    if not ids:
+        return set()
+    return {r[0] for r in con.execute(f"SELECT article_id FROM copies WHERE article_id IN ({_IDS})",
+                                      [json.dumps(list(ids))])}
