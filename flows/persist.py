@@ -242,7 +242,8 @@ def _band_probes(fresh: Sequence[Prepared]) -> dict[int, list[int]]:
         return {}
     keys = np.asarray([p.bands for p in signed], dtype=np.int64)
     probes = np.asarray([p.probes for p in signed], dtype=np.int64)
-    return {int(b): np.unique(keys[(probes == b).any(axis=1)]).tolist() for b in np.unique(probes)}
+    # Repeated keys are left in: SQLite answers a repeat from a cached page, faster than numpy dedups them.
+    return {int(b): keys[(probes == b).any(axis=1)].ravel().tolist() for b in set(probes.ravel().tolist())}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -88,8 +88,9 @@ def candidates(con: sqlite3.Connection, band_keys: Mapping[int, Sequence[int]], 
     found = {r[0] for r in con.execute(f"SELECT article_id FROM hash_keys WHERE key IN ({_IDS})",
                                        [json.dumps(list(hash_keys))])}
     for bucket, keys in band_keys.items():
-        found.update(r[0] for r in con.execute(
-            f"SELECT article_id FROM band_keys WHERE bucket = ? AND key IN ({_IDS})", [bucket, json.dumps(list(keys))]))
+        found.update([r for (r,) in con.execute(
+            f"SELECT DISTINCT article_id FROM band_keys WHERE bucket = ? AND key IN ({_IDS})",
+            [bucket, json.dumps(list(keys))]).fetchall()])
     return found
 
 
