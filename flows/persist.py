@@ -20,8 +20,8 @@ from ingest.dedup import (DedupParams, Link, Member, band_keys, band_keys_many, 
 from ingest.models import Article
 from ingest.urls import url_id
 from storage import articles as article_store
-from storage import index as key_index
-from storage.db import open_writer, store_dir, transaction
+from storage.db import SharedCatalog, open_writer, store_dir, write
+from storage.keys import KeyIndex, SqliteKeys
 
 log = logging.getLogger("newsmon.store")
 
@@ -47,29 +47,40 @@ class StoreResult:
 
 @dataclass
 class Store:
-    """The open store: the lake session and the dedup index."""
+    """The open store: the lake session and the dedup keys (index.sqlite, or PostgreSQL when shared)."""
 
     con: object  # duckdb connection, with the lake attached and in use
-    index: object  # sqlite3 connection to index.sqlite
+    keys: KeyIndex
     database: Path
+
+    @property
+    def index(self):
+        """The sqlite3 connection of a one-machine store's index."""
+        return self.keys.con
 
     def checkpoint_index(self) -> None:
         """Write the index's WAL back into its file (a long import does it as it goes)."""
-        key_index.checkpoint(self.index)
+        self.keys.checkpoint()
 
     def close(self) -> None:
         """Commit what the index holds open, write it back, then close both connections."""
-        key_index.commit(self.index)
-        key_index.checkpoint(self.index)
-        self.index.close()
+        self.keys.close()
         self.con.close()
 
 
-def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64) -> Store:
+def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64,
+               shared: SharedCatalog | None = None, run_id: str | None = None) -> Store:
     """Open the store for writing and bring the dedup index level with the lake."""
-    con = open_writer(database, memory_limit)
-    store = Store(con, key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb), database)
-    caught_up = catch_up_index(store, params)
+    con = open_writer(database, memory_limit, shared)
+    if shared is None:
+        keys: KeyIndex = SqliteKeys(store_dir(database) / "index.sqlite", index_cache_mb)
+    else:
+        from storage.pgkeys import PgKeys
+
+        keys = PgKeys(shared.conninfo, run_id)
+    store = Store(con, keys, database)
+    with keys.exclusive():
+        caught_up = catch_up_index(store, params)
     if caught_up:
         log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
     return store
@@ -95,45 +106,61 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
 
     `also(con)` runs in the same lake transaction (e.g. the batch's fetch_log rows). commit_index=False
     leaves the index commit to a later batch or to Store.close(): the lake is committed either way,
-    and an index left behind by a crash is caught up on the next open."""
+    and an index left behind by a crash is caught up on the next open.
+
+    With shared keys (several writers) the whole step is taken in turn: each batch is linked against
+    everything committed before it, as with one writer. A writer that died between its lake commit
+    and its key commit left the keys behind the lake: the next one catches them up first."""
+    with store.keys.exclusive():
+        if store.keys.shared and article_store.max_seq(store.con) > store.keys.last_seq():
+            caught_up = catch_up_index(store, params)
+            log.warning("dedup keys caught up with %d article(s) stored by an interrupted writer", caught_up)
+        return _store_in_turn(store, batch, params, run_id, queue_alerts, also, commit_index)
+
+
+def _store_in_turn(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
+                   queue_alerts: bool, also: Callable[[object], None] | None, commit_index: bool) -> StoreResult:
     fresh = _unknown(store, batch)
     if not fresh:
         if also:
-            with transaction(store.con):
-                also(store.con)
+            write(store.con, also)
         return StoreResult((), (), ())
     stored = _stored_candidates(store, fresh)
-    base = key_index.last_seq(store.index)
+    base = store.keys.last_seq()
     new = [_member(p, base + i + 1) for i, p in enumerate(fresh)]
     links = plan_links(new, stored, params)
     result = _result(new, stored, links)
     by_id = {l.article_id: l for l in links}
     new_ids = {m.id for m in new}
-    with transaction(store.con):
-        article_store.insert_articles(store.con, [_row(p, m.seq, by_id.get(p.id), run_id) for p, m in zip(fresh, new)])
-        seq_of = {m.id: m.seq for m in stored}
-        article_store.update_links(store.con, [{"id": l.article_id, "seq": seq_of[l.article_id],
-                                                "duplicate_of": l.duplicate_of, "kind": l.kind,
-                                                "similarity": l.similarity} for l in links if l.article_id not in new_ids])
+    seq_of = {m.id: m.seq for m in stored}
+    rows = [_row(p, m.seq, by_id.get(p.id), run_id) for p, m in zip(fresh, new)]
+    relinks = [{"id": l.article_id, "seq": seq_of[l.article_id], "duplicate_of": l.duplicate_of, "kind": l.kind,
+                "similarity": l.similarity} for l in links if l.article_id not in new_ids]
+
+    def commit(con) -> None:
+        article_store.insert_articles(con, rows)
+        article_store.update_links(con, relinks)
         if queue_alerts:
-            article_store.queue_for_alerts(store.con, result.new_stories)
+            article_store.queue_for_alerts(con, result.new_stories)
         if also:
-            also(store.con)
-    key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
-                  [_member_row(m) for m in new], commit=commit_index)
+            also(con)
+
+    write(store.con, commit)
+    store.keys.add(*_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
+                   [_member_row(m) for m in new], commit=commit_index)
     return result
 
 
 def known(store: Store, urls: Iterable[str]) -> set[str]:
     """The URLs (canonical, or as a feed linked them) that are already stored."""
     ids = {url_id(u): u for u in urls}
-    return {ids[k] for k in key_index.known_urls(store.index, list(ids))}
+    return {ids[k] for k in store.keys.known_urls(list(ids))}
 
 
 def catch_up_index(store: Store, params: DedupParams) -> int:
     """Add to the index what the lake holds beyond its last_seq; return the number of articles added."""
     added = 0
-    for rows in article_store.stored_after(store.con, key_index.last_seq(store.index)):
+    for rows in article_store.stored_after(store.con, store.keys.last_seq()):
         url_keys, hash_keys, bands, members = [], [], [], []
         for id_, seq, published_at, chash, sig, _dup, url, source_url in rows:
             url_keys += [(url_id(url), id_)] + ([(url_id(source_url), id_)] if source_url else [])
@@ -143,7 +170,7 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
         ids = [r[0] for r in rows]
         # Stored copies re-pointed to one of these rows were updated in the same lake commit.
         links = [(r[0], r[5]) for r in rows] + article_store.copies_of(store.con, ids)
-        key_index.add(store.index, url_keys, hash_keys, bands, links, rows[-1][1], members)
+        store.keys.add(url_keys, hash_keys, bands, links, rows[-1][1], members)
         added += len(rows)
     return added
 
@@ -154,7 +181,7 @@ def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
     for p in batch:
         unique.setdefault(p.id, p)
     keys = list(unique) + [url_id(p.article.source_url) for p in unique.values() if p.article.source_url]
-    seen = key_index.known_urls(store.index, keys)
+    seen = store.keys.known_urls(keys)
     fresh = [p for p in unique.values()
              if p.id not in seen and not (p.article.source_url and url_id(p.article.source_url) in seen)]
     # Storage order decides ties between copies published at the same time: earliest first, then input order.
@@ -163,11 +190,11 @@ def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
 
 def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
     """Stored articles sharing a content hash or a band key with the batch, with their whole clusters."""
-    hits = key_index.candidates(store.index, sorted({k for p in fresh for k in p.bands}),
-                                sorted({hash_key(p.article.content_hash) for p in fresh}))
-    ids = key_index.clusters(store.index, hits)
+    hits = store.keys.candidates(sorted({k for p in fresh for k in p.bands}),
+                                 sorted({hash_key(p.article.content_hash) for p in fresh}))
+    ids = store.keys.clusters(hits)
     found = [Member(id=r[0], seq=r[1], published_at=_from_us(r[2]), content_hash=r[3],
-                    signature=_unpack(r[4]), duplicate_of=r[5]) for r in key_index.members(store.index, ids)]
+                    signature=_unpack(r[4]), duplicate_of=r[5]) for r in store.keys.members(ids)]
     # An index written before it kept member rows: those few are read from the lake.
     missing = sorted(set(ids) - {m.id for m in found})
     return found + [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],
