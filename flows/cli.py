@@ -223,7 +223,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.storage.shared is not None:
         print(f"newsmon: import writes a one-machine store; {settings.path} has a PostgreSQL catalog "
-              "(import into a one-machine store, then see docs/SCALING.md)", file=sys.stderr)
+              "(docs/SCALING.md, Limits)", file=sys.stderr)
         return EXIT_CONFIG
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:

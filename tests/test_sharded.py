@@ -304,3 +304,84 @@ def test_overlapping_shards_one_killed_and_run_again_equal_one_unsharded_run(tmp
     assert outcome(single) == result, "the shards stored what one unsharded run stores"
     assert {c: len(v) for c, v in hook_ids(http_server, "hooks-single").items()} == {
         "ops": len(site.alerted), "desk": len(site.alerted)}
+
+
+def test_keys_left_behind_the_lake_by_a_dead_writer_are_caught_up_by_the_next(tmp_path, http_server, postgres):
+    site = Site(feeds={1: [http_server.url("/c/feed.xml")]})
+    first = [add_article(http_server, site, site.feeds[1][0], f"/c/{j}.html", f"C {j}", words(500 + j), j)
+             for j in range(3)]
+    publish_feeds(http_server, site)
+    config = write_config(tmp_path, http_server, site, postgres.new_database(), "hooks")
+    assert run_in_process(config).articles_new == 3
+    # What a writer killed between its lake commit and its key commit leaves: the lake ahead of the keys.
+    lost = url_id(first[2])
+    with psycopg.connect(load_settings(config).storage.shared.conninfo, autocommit=True) as pg:
+        for table in ("url_keys", "hash_keys", "band_keys", "members"):
+            pg.execute(f"DELETE FROM newsmon_keys.{table} WHERE article_id = %s", [lost])
+        pg.execute("UPDATE newsmon_keys.meta SET value = 2 WHERE name = 'last_seq'")
+    copy = add_article(http_server, site, site.feeds[1][0], "/c/copy.html", "C 2", words(502), 23)
+    publish_feeds(http_server, site)
+    summary = run_in_process(config)
+    assert (summary.articles_new, summary.articles_duplicate) == (1, 1), "the lost article is not stored again"
+    assert lake(config, f"SELECT url, duplicate_of, duplicate_kind FROM articles WHERE url = '{copy}'") == [
+        (copy, lost, "exact")], "the copy found its original through the caught-up keys"
+    with psycopg.connect(load_settings(config).storage.shared.conninfo) as pg:
+        assert pg.execute("SELECT count(*) FROM newsmon_keys.members").fetchone() == (4,)
+        assert pg.execute("SELECT value FROM newsmon_keys.meta WHERE name = 'last_seq'").fetchone() == (4,)
+
+
+@pytest.mark.parametrize("storage, error", [
+    ('catalog = "sqlite:x.db"\ndata_path = "/srv/lake"', "storage.catalog: must start with 'postgres:'"),
+    ('catalog = "postgres:host=db dbnme=x"\ndata_path = "/srv/lake"',
+     "storage.catalog: unknown connection keyword 'dbnme'"),
+    ('catalog = "postgres:host=db"', "storage.data_path: is required with a PostgreSQL catalog"),
+    ('catalog = "postgres:host=db"\ndata_path = "lake"', "storage.data_path: must be an absolute folder"),
+    ('data_path = "/srv/lake"', "storage.data_path: only goes with storage.catalog"),
+    ('catalog = "postgres:host=db"\ndata_path = "s3://bucket/x"', "storage.s3: is required with an s3:// data_path"),
+    ('catalog = "postgres:host=db"\ndata_path = "s3://b/x"\n[storage.s3]\nkey_id = "k"',
+     "storage.s3.secret: is required"),
+    ('catalog = "postgres:host=db password=${NO_SUCH_VAR}"\ndata_path = "/srv/lake"',
+     "storage.catalog: environment variable NO_SUCH_VAR is not set"),
+])
+def test_shared_storage_config_errors_name_the_key(tmp_path, capsys, storage, error):
+    from flows.cli import main
+
+    config = tmp_path / "newsmon.toml"
+    config.write_text(f"[storage]\n{storage}\n", encoding="utf-8")
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{config}: {error}") and err.count("\n") == 1, err
+
+
+def test_attach_prints_the_shared_lake_without_secrets(tmp_path, capsys, monkeypatch):
+    from flows.cli import main
+
+    monkeypatch.setenv("PGPW", "pg-s3cret")
+    monkeypatch.setenv("S3_SECRET", "s3-s3cret")
+    config = tmp_path / "newsmon.toml"
+    config.write_text('[storage]\ncatalog = "postgres:host=db.internal dbname=news user=nm password=${PGPW}"\n'
+                      'data_path = "s3://bucket/newsmon"\n[storage.s3]\nkey_id = "AKIA1"\nsecret = "${S3_SECRET}"\n'
+                      'endpoint = "minio:9000"\nurl_style = "path"\n', encoding="utf-8")
+    assert main(["attach", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out
+    assert [line.split("/")[-1] for line in out.splitlines() if line.startswith("LOAD")] == [
+        "postgres_scanner.duckdb_extension';", "ducklake.duckdb_extension';", "httpfs.duckdb_extension';"]
+    assert ("ATTACH 'ducklake:postgres:host=db.internal dbname=news user=nm' AS newsmon "
+            "(DATA_PATH 's3://bucket/newsmon/', METADATA_SCHEMA 'newsmon_lake', READ_ONLY);") in out
+    assert "CREATE SECRET newsmon_s3 (TYPE s3, KEY_ID 'AKIA1', SECRET '<secret>', ENDPOINT 'minio:9000'" in out
+
+
+def test_shards_split_the_feeds_once_each_by_a_stable_hash():
+    from flows.sharding import Shard, select
+    from ingest.models import FeedSource
+
+    sources = [FeedSource(f"https://site{i}.example/feed.xml") for i in range(300)]
+    parts = [select(sources, Shard(k, 4)) for k in range(1, 5)]
+    assert sorted(s.url for part in parts for s in part) == sorted(s.url for s in sources)
+    assert all(50 < len(part) < 100 for part in parts), [len(p) for p in parts]
+    assert shard_of("https://example.org/rss.xml", 4) == shard_of("https://example.org/rss.xml", 4)
+    assert [shard_of("https://example.org/rss.xml", n) for n in (1, 7)] == [1, 7]
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
