@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from prefect import flow, get_run_logger
-from prefect.deployments.flow_runs import arun_deployment
+from prefect.deployments import run_deployment
 from prefect.flow_runs import wait_for_flow_run
 
 from flows.config import load_settings
@@ -29,7 +29,8 @@ async def sharded_ingest_flow(config: str = "newsmon.toml", shards: int = 2, dep
     if not 1 <= shards <= 10_000:
         raise ValueError(f"shards must be between 1 and 10000, got {shards}")
     logger = get_run_logger()
-    runs = [await arun_deployment(deployment, parameters={"config": config, "shard": f"{k}/{shards}"}, timeout=0)
+    # timeout=0: create the run and return at once (awaited here: run_deployment is async in an async flow).
+    runs = [await run_deployment(deployment, parameters={"config": config, "shard": f"{k}/{shards}"}, timeout=0)
             for k in range(1, shards + 1)]
     logger.info("started %d shard runs of %s", len(runs), deployment)
     finished = await asyncio.gather(*(wait_for_flow_run(run.id, timeout=timeout_s) for run in runs))
