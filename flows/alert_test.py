@@ -19,7 +19,7 @@ def try_query(settings: Settings, query: str, limit: int) -> int:
         print(f"query: {exc}", file=sys.stderr)
         return 2
     matcher = compile_rules([Rule(name="test", query=query, node=node)])
-    con = open_reader(settings.database)
+    con = open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)
     shown = scanned = 0
     try:
         for article_id, article in originals(con):

@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    command("run", cmd_run, "run one ingest cycle (as a Prefect flow when PREFECT_API_URL is set)")
+    run = command("run", cmd_run, "run one ingest cycle (as a Prefect flow when PREFECT_API_URL is set)")
+    run.add_argument("--shard", metavar="K/N", help="read only shard K of N of the feeds (several machines "
+                                                    "sharing a PostgreSQL catalog; see docs/SCALING.md)")
+    command("maintain", cmd_maintain, "compact the lake and expire old snapshots now (what a run does after it)")
     command("digest", cmd_digest, "send pending hits of digest channels now")
     command("check", cmd_check, "validate the config file and exit")
     sql = command("sql", cmd_sql, "run a read-only SQL query against the store")
@@ -125,11 +128,18 @@ def prepare_prefect(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from flows.sharding import parse_shard
+
     settings = _settings(args)
-    return run_and_report(settings)
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        print(f"newsmon: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_and_report(settings, shard)
 
 
-def run_and_report(settings: Settings) -> int:
+def run_and_report(settings: Settings, shard=None) -> int:
     """Run one ingest cycle and print the one-screen summary.
 
     With a Prefect API configured (PREFECT_API_URL: a server, `newsmon serve`, a worker) the cycle runs
@@ -140,16 +150,16 @@ def run_and_report(settings: Settings) -> int:
         prepare_prefect(settings)
         from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
 
-        summary = asyncio.run(ingest_flow(str(settings.path)))
+        summary = asyncio.run(ingest_flow(str(settings.path), str(shard) if shard else None))
     else:
-        summary = _run_without_prefect(settings)
+        summary = _run_without_prefect(settings, shard)
     print(f"newsmon run: {settings.database}")
     for line in summary.lines():
         print(line)
     return EXIT_OK
 
 
-def _run_without_prefect(settings: Settings):
+def _run_without_prefect(settings: Settings, shard=None):
     import logging
 
     from flows.cycle import run_cycle
@@ -163,7 +173,8 @@ def _run_without_prefect(settings: Settings):
         logger.setLevel(logging.INFO)
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     with terminal_progress() as progress:
-        return asyncio.run(run_cycle(settings, progress=progress, logger=logging.getLogger("newsmon.ingest")))
+        return asyncio.run(run_cycle(settings, progress=progress, logger=logging.getLogger("newsmon.ingest"),
+                                     shard=shard))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -188,7 +199,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from storage.db import open_reader, run_query
 
     settings = _settings(args)
-    con = open_reader(settings.database, settings.storage.memory_limit)
+    con = open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)
     try:
         columns, rows = run_query(con, args.query)
     finally:
@@ -203,13 +214,33 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from storage.db import EXTENSIONS, LAKE, attach_sql, extension_file
+    from storage.db import EXTENSIONS, LAKE, attach_sql, extension_file, secret_sql
 
-    database = _settings(args).database
-    for name in EXTENSIONS:
+    settings = _settings(args)
+    shared = settings.storage.shared
+    for name in shared.extensions() if shared else EXTENSIONS:
         print(f"LOAD '{extension_file(name)}';")
-    print(f"{attach_sql(database, read_only=True)};")
+    if shared is None:
+        print(f"{attach_sql(settings.database, read_only=True)};")
+    else:
+        # Secrets stay out of the printed file: libpq reads PGPASSWORD or ~/.pgpass.
+        if shared.s3:
+            print("-- fill in the S3 secret (newsmon read it from the environment):")
+            print(f"{secret_sql(shared.s3, secret='<secret>')};")
+        print(f"{attach_sql(settings.database, True, shared, conninfo=shared.public_conninfo())};")
     print(f"USE {LAKE};")
+    return EXIT_OK
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from flows.upkeep import run_maintenance
+
+    report = run_maintenance(_settings(args))
+    if report is None:
+        print("maintenance: already running on another machine, skipped")
+    else:
+        print(f"maintenance: {report.files_merged} files merged, {report.snapshots_expired} snapshots expired, "
+              f"{report.files_deleted} files deleted in {report.seconds:.2f}s")
     return EXIT_OK
 
 
@@ -218,6 +249,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from flows.progress import terminal_progress
 
     settings = _settings(args)
+    if settings.storage.shared is not None:
+        print(f"newsmon: import writes a one-machine store; {settings.path} has a PostgreSQL catalog "
+              "(docs/SCALING.md, Limits)", file=sys.stderr)
+        return EXIT_CONFIG
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such file: {', '.join(missing)}")
@@ -232,7 +267,8 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     from storage.db import open_reader
     from storage.feeds import feed_health
 
-    con = open_reader(_settings(args).database)
+    settings = _settings(args)
+    con = open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)
     try:
         print_table(*feed_health(con), max_width=50)
     finally:
@@ -244,7 +280,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from storage.alerts import recent
     from storage.db import open_reader
 
-    con = open_reader(_settings(args).database)
+    settings = _settings(args)
+    con = open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)
     try:
         print_table(*recent(con, args.limit), max_width=50)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from contextlib import nullcontext
 import logging
 import time
 import uuid
@@ -23,15 +24,16 @@ from ingest.parse import FeedParseError, parse_feed
 from ingest.urls import host_of
 from storage import feeds as feed_store
 from storage import runs as run_store
-from storage.db import transaction
+from storage.db import commit_retries, write
 from storage.lock import RunInProgress, writer_lock
 
 from flows.alert_feeds import write_alert_feeds
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
-from flows.maintenance import maintain
+from flows.maintenance import maintain, maintain_shared
 from flows.persist import Store, StoreResult, known, open_store, prepare, store_articles
+from flows.sharding import Shard, select
 from flows.sources import resolve_sources
 from flows.summary import AlertReport, RunSummary
 from flows.upgrade import upgrade_legacy
@@ -137,38 +139,52 @@ class _RunState:
     logger: logging.Logger | logging.LoggerAdapter
 
 
-async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None, logger=None) -> RunSummary:
+async def run_cycle(settings: Settings, stages: Stages | None = None, progress=None, logger=None,
+                    shard: Shard | None = None) -> RunSummary:
     """Run one full ingest cycle against the store; readers see each batch as it commits.
 
     A cycle that finds another one writing the same database is skipped, not queued: the running
     one already covers the same feeds, and the next scheduled run picks up whatever is new.
     `progress` (start(total), advance(n)) follows the page downloads; `logger` gets one line per feed.
+    `shard` limits the run to one shard of the feeds (flows/sharding.py). With a shared (PostgreSQL)
+    catalog there is no writer.lock: runs of different shards write at once, and a run finding the
+    same shard in flight on any machine is skipped.
     """
     logger = logger or log
     try:
-        with writer_lock(settings.database):
-            return await _locked_cycle(settings, stages or Stages(), progress, logger)
+        with writer_lock(settings.database) if settings.storage.shared is None else nullcontext():
+            return await _locked_cycle(settings, stages or Stages(), progress, logger, shard)
     except RunInProgress as exc:
         logger.warning("skipped: %s", exc)
-        return RunSummary(skipped=str(exc))
+        return RunSummary(skipped=str(exc), shard=str(shard) if shard else None)
 
 
-async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) -> RunSummary:
+async def _locked_cycle(settings: Settings, stages: Stages, progress, logger, shard: Shard | None) -> RunSummary:
     state = _RunState(uuid.uuid4().hex[:12], datetime.now(timezone.utc), RunSummary(), logger)
-    store = open_store(settings.database, settings.dedup, settings.storage.memory_limit)
+    state.summary.shard = str(shard) if shard else None
+    retries_before = commit_retries()
+    store = open_store(settings.database, settings.dedup, settings.storage.memory_limit,
+                       shared=settings.storage.shared, run_id=state.run_id)
+    try:
+        _claim_scope(store, shard)
+    except BaseException:
+        store.close()
+        raise
     con = store.con
     try:
-        state.summary.upgraded = upgrade_legacy(store, settings, logger)
+        if not store.keys.shared:
+            state.summary.upgraded = upgrade_legacy(store, settings, logger)
         _start_run(con, state)
         async with Fetcher(settings.fetch) as fetcher:
-            sources = await resolve_sources(settings.feeds, fetcher)
+            sources = select(await resolve_sources(settings.feeds, fetcher), shard)
             results = await _read_feeds(con, fetcher, sources, stages, state)
             await _read_pages(store, fetcher, new_entries(store, results), settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
-        state.summary.alerts = stages.alerts(con, settings)
+        state.summary.alerts = stages.alerts(con, settings, **({"keys": store.keys} if store.keys.shared else {}))
+        state.summary.commit_retries = commit_retries() - retries_before
         _finish_run(con, state, "completed")
         _write_feeds(con, settings, logger)
-        _maintain(con, settings, logger)
+        _maintain(store, settings, logger, shard)
     except BaseException:
         _finish_run(con, state, "failed")
         raise
@@ -178,10 +194,16 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) ->
     return state.summary
 
 
+def _claim_scope(store: Store, shard: Shard | None) -> None:
+    """With shared keys: hold this run's scope (its shard, or all feeds) for the run, or raise RunInProgress."""
+    scope = f"shard {shard}" if shard else "all feeds"
+    if store.keys.shared and not store.keys.try_lock(scope):
+        raise RunInProgress(f"another newsmon run is reading {scope} of this store")
+
+
 async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stages: Stages,
                       state: _RunState) -> list[FeedResult]:
-    with transaction(con):
-        feed_store.sync_feeds(con, sources)
+    write(con, lambda con: feed_store.sync_feeds(con, sources))
     due, waiting = due_feeds(feed_store.feed_states(con), sources, state.started)
     state.summary.feeds_backing_off = len(waiting)
     results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
@@ -267,9 +289,13 @@ def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
 def _record_feeds(con, results: Sequence[FeedResult], state: _RunState) -> None:
     stored = feed_store.feed_rows(con, [r.response.source.url for r in results])
     states = [next_state(stored.get(r.response.source.url, {}), r.response, r.error, state.started) for r in results]
-    with transaction(con):  # one statement for every feed: one snapshot, not one per feed
+    attempts = [a for r in results for a in r.response.attempts]
+
+    def record(con) -> None:  # one statement for every feed: one snapshot, not one per feed
         feed_store.save_feed_states(con, states)
-        feed_store.log_attempts(con, [a for r in results for a in r.response.attempts], state.run_id)
+        feed_store.log_attempts(con, attempts, state.run_id)
+
+    write(con, record)
 
 
 def _write_feeds(con, settings: Settings, logger) -> None:
@@ -279,21 +305,26 @@ def _write_feeds(con, settings: Settings, logger) -> None:
         logger.warning("writing the alert feeds to %s failed: %s", settings.alert_feeds.atom_dir, exc)
 
 
-def _maintain(con, settings: Settings, logger) -> None:
+def _maintain(store: Store, settings: Settings, logger, shard: Shard | None) -> None:
+    """Upkeep after the run; a shard leaves it to the sharded flow, which runs it once for all shards."""
+    if shard is not None and store.keys.shared:
+        return
     try:
-        maintain(con, settings.storage.snapshot_retention_days)
+        if store.keys.shared:
+            maintain_shared(store.con, store.keys, settings.storage.snapshot_retention_days)
+        else:
+            maintain(store.con, settings.storage.snapshot_retention_days)
     except Exception as exc:  # the run's data is committed; upkeep is retried by the next run
         logger.warning("maintenance failed, the next run retries it: %s", exc)
 
 
 def _start_run(con, state: _RunState) -> None:
-    with transaction(con):
-        run_store.start(con, state.run_id, state.started)
+    write(con, lambda con: run_store.start(con, state.run_id, state.started))
 
 
 def _finish_run(con, state: _RunState, status: str) -> None:
     try:
-        with transaction(con):
-            run_store.finish(con, state.run_id, status, datetime.now(timezone.utc), state.summary.to_json())
+        write(con, lambda con: run_store.finish(con, state.run_id, status, datetime.now(timezone.utc),
+                                                state.summary.to_json()))
     except Exception:  # after a crash the connection may be unusable; the run row then stays 'running'
         log.debug("could not record run status", exc_info=True)

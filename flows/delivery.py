@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Mapping, Sequence
 
@@ -20,7 +21,7 @@ from alerts.render import delivery_id, email_message
 from ingest.models import AlertHit, Article
 from storage import alerts as alert_store
 from storage.articles import clear_alert_queue, pending_alerts
-from storage.db import transaction
+from storage.db import write
 from storage.feeds import feed_tags
 
 from flows.config import AlertConfig, Settings
@@ -29,25 +30,38 @@ from flows.summary import AlertReport
 log = logging.getLogger("newsmon.alerts")
 
 
-def alert_and_deliver(con, settings: Settings) -> AlertReport:
-    """Match stories waiting for alerts against every rule, record the hits, deliver to immediate channels."""
+def alert_and_deliver(con, settings: Settings, keys=None) -> AlertReport:
+    """Match stories waiting for alerts against every rule, record the hits, deliver to immediate channels.
+
+    `keys` (storage.keys.KeyIndex) coordinates writers of a shared lake: the queue is matched by one
+    of them at a time, and each delivery is claimed before it is sent."""
     report = AlertReport()
-    queue = pending_alerts(con)
-    hits = find_hits(con, settings, [a for _, a in queue], [i for i, _ in queue])
-    now = datetime.now(timezone.utc)
-    routed, held = apply_noise_limits(hits, settings.alerts, alert_store.last_hit_at(con), now)
-    with transaction(con):  # hits, their outbox rows and the end of the stories' wait commit together
-        fresh = alert_store.record_hits(con, routed, _routes(settings), _delivery_ids(routed, settings), now)
-        alert_store.record_hits(con, held, {}, {}, now, held=True)  # shown by `newsmon alerts`, never sent
-        clear_alert_queue(con, [i for i, _ in queue])
+    with keys.exclusive("alerts") if keys is not None else nullcontext():
+        fresh, held = _match_queue(con, settings)
     report.fired, report.suppressed = len(fresh), len(held)
     for hit in fresh:
         report.per_alert[hit.alert] = report.per_alert.get(hit.alert, 0) + 1
     digest = {name for name, c in settings.channels.items() if c.mode == DIGEST}
     # Hits queued for a digest are pending too: without them a digest-only setup reports "0 delivered, 0 pending".
     report.pending += sum(1 for hit in fresh for c in _routes(settings).get(hit.alert, ()) if c in digest)
-    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report)
+    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report, keys)
     return report
+
+
+def _match_queue(con, settings: Settings) -> tuple[list[AlertHit], list[AlertHit]]:
+    """Match the queued stories and record the hits; returns (new hits to deliver, hits held back)."""
+    queue = pending_alerts(con)
+    hits = find_hits(con, settings, [a for _, a in queue], [i for i, _ in queue])
+    now = datetime.now(timezone.utc)
+    routed, held = apply_noise_limits(hits, settings.alerts, alert_store.last_hit_at(con), now)
+
+    def record(con) -> list[AlertHit]:  # hits, their outbox rows and the end of the stories' wait commit together
+        fresh = alert_store.record_hits(con, routed, _routes(settings), _delivery_ids(routed, settings), now)
+        alert_store.record_hits(con, held, {}, {}, now, held=True)  # shown by `newsmon alerts`, never sent
+        clear_alert_queue(con, [i for i, _ in queue])
+        return fresh
+
+    return write(con, record), held
 
 
 def find_hits(con, settings: Settings, articles: Sequence[Article], ids: Sequence[int]) -> list[AlertHit]:
@@ -92,9 +106,15 @@ def _delivery_ids(hits: Sequence[AlertHit], settings: Settings) -> dict[tuple[st
             for h in hits for c in _routes(settings).get(h.alert, ())}
 
 
-def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport) -> None:
-    """Try every pending delivery on the named channels, including those left over from earlier runs."""
+def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport,
+                    keys=None) -> None:
+    """Try every pending delivery on the named channels, including those left over from earlier runs.
+
+    With `keys` of a shared lake, a delivery is sent only by the worker that claimed it."""
     queue = alert_store.pending(con, names)
+    if keys is not None and keys.shared:
+        queue = [(hit, channel, attempts) for hit, channel, attempts in queue
+                 if keys.claim_delivery(hit.alert, hit.article_id, channel)]
     if not queue:
         return
     by_channel: dict[str, list[tuple[AlertHit, int]]] = {}
@@ -105,33 +125,37 @@ def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], 
             channel = channels.get(name)
             if channel is None:  # channel removed from the config: its old deliveries wait
                 report.pending += len(items)
+                for hit, _ in items:
+                    _release(keys, hit, name, done=False)
                 continue
             if isinstance(channel, EmailChannel):
-                _deliver_email(con, channel, items, report)
+                _deliver_email(con, channel, items, report, keys)
             else:
-                _deliver_each(con, client, channel, items, report)
+                _deliver_each(con, client, channel, items, report, keys)
 
 
 def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
-                  items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+                  items: Sequence[tuple[AlertHit, int]], report: AlertReport, keys) -> None:
     down = False
     for hit, attempts in items:
         if down:  # one dead endpoint must not cost a full retry cycle per hit: the rest wait for the next run
             report.pending += 1
+            _release(keys, hit, channel.name, done=False)
             continue
         outcome = (send_webhook(client, channel, hit) if isinstance(channel, WebhookChannel)
                    else send_apprise(channel, hit))
-        _mark(con, channel, hit, outcome, attempts, report)
+        _mark(con, channel, hit, outcome, attempts, report, keys)
         down = not outcome.ok
 
 
-def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport,
+                   keys) -> None:
     hits = [hit for hit, _ in items]
     batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
                                          for h in hits).encode()).hexdigest()
     outcome = send_email(channel, email_message(hits, channel, batch_key))
     for hit, attempts in items:
-        _mark(con, channel, hit, outcome, attempts, report)
+        _mark(con, channel, hit, outcome, attempts, report, keys)
 
 
 def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
@@ -140,10 +164,13 @@ def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
 
 
 def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int,
-          report: AlertReport) -> None:
+          report: AlertReport, keys=None) -> None:
     status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
-    with transaction(con):
-        alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    write(con, lambda con: alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, now))
+    # The claim ends after the lake records the try: a worker dying in between leaves a claim that
+    # the next one takes over and then finds the delivery no longer pending.
+    _release(keys, hit, channel.name, done=status != alert_store.PENDING)
     if status == alert_store.SENT:
         report.delivered += 1
     elif status == alert_store.FAILED:
@@ -154,3 +181,8 @@ def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attemp
         report.pending += 1
         log.warning("delivery of %s/%s to %s failed, will retry next run: %s", hit.alert, hit.article_id,
                     channel.name, outcome.error)
+
+
+def _release(keys, hit: AlertHit, channel: str, done: bool) -> None:
+    if keys is not None:
+        keys.release_delivery(hit.alert, hit.article_id, channel, done)

@@ -1,6 +1,7 @@
 """The `digest` Prefect flow: send what digest channels have been collecting."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow
@@ -9,6 +10,7 @@ from alerts.channels import DIGEST
 from storage.alerts import last_sent_at
 from storage.db import open_writer
 from storage.lock import writer_lock
+from storage.pgkeys import PgKeys
 
 from flows.config import load_settings
 from flows.delivery import deliver_pending
@@ -25,13 +27,18 @@ async def digest_flow(config: str = "newsmon.toml") -> dict:
     """Deliver every pending hit of the digest channels, one message per channel."""
     settings = load_settings(config)
     report = AlertReport()
-    # A digest is rare and small: wait for an ingest run in flight instead of skipping a day.
-    with writer_lock(settings.database, wait_s=DIGEST_LOCK_WAIT_S):
-        con = open_writer(settings.database, settings.storage.memory_limit)
+    shared = settings.storage.shared
+    # A digest is rare and small: wait for an ingest run in flight instead of skipping a day. With a
+    # shared catalog there is no such lock: each delivery is claimed in PostgreSQL instead.
+    with writer_lock(settings.database, wait_s=DIGEST_LOCK_WAIT_S) if shared is None else nullcontext():
+        con = open_writer(settings.database, settings.storage.memory_limit, shared)
+        keys = PgKeys(shared.conninfo, "digest") if shared else None
         try:
             names = due_channels(settings, last_sent_at(con), datetime.now(timezone.utc))
-            deliver_pending(con, settings.channels, names, report)
+            deliver_pending(con, settings.channels, names, report, keys)
         finally:
+            if keys is not None:
+                keys.close()
             con.close()
     return {"delivered": report.delivered, "pending": report.pending, "failed": report.failed}
 

@@ -98,7 +98,7 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
     started = time.monotonic()
     with writer_lock(settings.database, wait_s=0):
         store = open_store(settings.database, settings.dedup, settings.storage.memory_limit, INDEX_CACHE_MB,
-                           SEARCH_HEAP_MB)
+                           search_heap_mb=SEARCH_HEAP_MB)
         run_id = f"import-{uuid.uuid4().hex[:8]}"
         try:
             with transaction(store.con):

@@ -11,6 +11,7 @@ from flows import cycle
 from flows.config import load_settings
 from flows.delivery import alert_and_deliver
 from flows.progress import terminal_progress
+from flows.sharding import parse_shard
 from flows.summary import RunSummary
 
 # Stage inputs are live objects (HTTP client, DB connection): nothing to cache or persist.
@@ -25,12 +26,13 @@ TASK_STAGES = cycle.Stages(
 
 
 @flow(name="ingest", log_prints=False)
-async def ingest_flow(config: str = "newsmon.toml") -> RunSummary:
-    """One ingest cycle for the feeds in `config`; returns the run summary."""
+async def ingest_flow(config: str = "newsmon.toml", shard: str | None = None) -> RunSummary:
+    """One ingest cycle for the feeds in `config` (only shard "K/N" of them if given); returns the run summary."""
     settings = load_settings(config)
     logger = get_run_logger()
     with terminal_progress() as progress:
-        summary = await cycle.run_cycle(settings, TASK_STAGES, progress=progress, logger=logger)
+        summary = await cycle.run_cycle(settings, TASK_STAGES, progress=progress, logger=logger,
+                                        shard=parse_shard(shard) if shard else None)
     for line in summary.lines():
         logger.info(line)
     await _publish_artifact(summary)

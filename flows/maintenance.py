@@ -34,3 +34,14 @@ def maintain(con, retention_days: int) -> MaintenanceReport:
     log.info("maintenance: %d files merged, %d snapshots expired, %d files deleted in %.2fs",
              merged, expired, deleted, report.seconds)
     return report
+
+
+def maintain_shared(con, keys, retention_days: int) -> MaintenanceReport | None:
+    """Upkeep of a lake several machines write: one of them at a time; the others skip it (None)."""
+    if not keys.try_lock("maintenance"):
+        log.info("maintenance: already running on another machine, skipped")
+        return None
+    try:
+        return maintain(con, retention_days)
+    finally:
+        keys.unlock("maintenance")

@@ -21,9 +21,9 @@ from ingest.dedup import (DedupParams, Link, Member, band_keys_many, hash_key, n
 from ingest.models import Article
 from ingest.urls import url_id
 from storage import articles as article_store
-from storage import index as key_index
+from storage.db import SharedCatalog, open_writer, store_dir, write
+from storage.keys import KeyIndex, SqliteKeys
 from search.index import IndexDoc, SearchIndex
-from storage.db import open_writer, store_dir, transaction
 
 from flows.search import index_from, index_path
 
@@ -53,17 +53,22 @@ class StoreResult:
 
 @dataclass
 class Store:
-    """The open store: the lake session and the dedup index."""
+    """The open store: the lake session and the dedup keys (index.sqlite, or PostgreSQL when shared)."""
 
     con: object  # duckdb connection, with the lake attached and in use
-    index: object  # sqlite3 connection to index.sqlite
+    keys: KeyIndex
     database: Path
     search: SearchIndex | None = None  # the full-text index, with this process as its only writer
     search_s: float = 0.0  # time spent keeping the full-text index up to date
 
+    @property
+    def index(self):
+        """The sqlite3 connection of a one-machine store's index."""
+        return self.keys.con
+
     def checkpoint_index(self) -> None:
         """Write the index's WAL back into its file (a long import does it as it goes)."""
-        key_index.checkpoint(self.index)
+        self.keys.checkpoint()
 
     def commit_search(self) -> None:
         """Publish the articles added to the full-text index since its last commit."""
@@ -73,9 +78,7 @@ class Store:
 
     def close(self) -> None:
         """Commit what the indexes hold open, write them back, then close every connection."""
-        key_index.commit(self.index)
-        key_index.checkpoint(self.index)
-        self.index.close()
+        self.keys.close()
         if self.search is not None:
             started = time.perf_counter()
             self.search.close()
@@ -84,28 +87,41 @@ class Store:
 
 
 def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64,
-               search_heap_mb: int = 64) -> Store:
-    """Open the store for writing and bring the dedup and search indexes level with the lake."""
-    con = open_writer(database, memory_limit)
-    index = key_index.open_index(store_dir(database) / "index.sqlite", index_cache_mb, params.key_layout)
-    store = Store(con, index, database)
+               shared: SharedCatalog | None = None, run_id: str | None = None, search_heap_mb: int = 64) -> Store:
+    """Open the store for writing and bring the dedup and search indexes level with the lake.
+
+    With a shared catalog (several writers) there is no local full-text index: see docs/SCALING.md."""
+    con = open_writer(database, memory_limit, shared)
+    if shared is None:
+        keys: KeyIndex = SqliteKeys(store_dir(database) / "index.sqlite", index_cache_mb, params.key_layout)
+    else:
+        from storage.pgkeys import PgKeys
+
+        keys = PgKeys(shared.conninfo, run_id, params.key_layout)
+    store = Store(con, keys, database)
     try:
-        empty = key_index.last_seq(index) == 0
-        caught_up = catch_up_index(store, params)
+        with keys.exclusive():
+            empty = keys.last_seq() == 0
+            caught_up = catch_up_index(store, params)
         if caught_up and empty:
             log.warning("dedup index built from the %d article(s) in the lake", caught_up)
         elif caught_up:
             log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
-        store.search = SearchIndex.open_writer(index_path(database), heap_mb=search_heap_mb)
-        started = time.perf_counter()
-        indexed = index_from(con, store.search, store.search.last_seq(), commit_every=100_000)
-        store.search_s += time.perf_counter() - started
-        if indexed:
-            log.warning("search index caught up with %d article(s) the lake held beyond it", indexed)
+        if shared is None:
+            _open_search(store, database, search_heap_mb)
     except BaseException:
         store.close()
         raise
     return store
+
+
+def _open_search(store: Store, database: Path, heap_mb: int) -> None:
+    store.search = SearchIndex.open_writer(index_path(database), heap_mb=heap_mb)
+    started = time.perf_counter()
+    indexed = index_from(store.con, store.search, store.search.last_seq(), commit_every=100_000)
+    store.search_s += time.perf_counter() - started
+    if indexed:
+        log.warning("search index caught up with %d article(s) the lake held beyond it", indexed)
 
 
 def prepare(articles: Sequence[Article], params: DedupParams) -> list[Prepared]:
@@ -138,32 +154,48 @@ def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams,
 
     `also(con)` runs in the same lake transaction (e.g. the batch's fetch_log rows). commit_index=False
     leaves the index commit to a later batch or to Store.close(): the lake is committed either way,
-    and an index left behind by a crash is caught up on the next open."""
+    and an index left behind by a crash is caught up on the next open.
+
+    With shared keys (several writers) the whole step is taken in turn: each batch is linked against
+    everything committed before it, as with one writer. A writer that died between its lake commit
+    and its key commit left the keys behind the lake: the next one catches them up first."""
+    with store.keys.exclusive():
+        if store.keys.shared and article_store.max_seq(store.con) > store.keys.last_seq():
+            caught_up = catch_up_index(store, params)
+            log.warning("dedup keys caught up with %d article(s) stored by an interrupted writer", caught_up)
+        return _store_in_turn(store, batch, params, run_id, queue_alerts, also, commit_index)
+
+
+def _store_in_turn(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
+                   queue_alerts: bool, also: Callable[[object], None] | None, commit_index: bool) -> StoreResult:
     fresh = _unknown(store, batch)
     if not fresh:
         if also:
-            with transaction(store.con):
-                also(store.con)
+            write(store.con, also)
         return StoreResult((), (), ())
     stored = _stored_candidates(store, fresh)
-    base = key_index.last_seq(store.index)
+    base = store.keys.last_seq()
     new = [_member(p, base + i + 1) for i, p in enumerate(fresh)]
     links = plan_links(new, stored, params)
     result = _result(new, stored, links)
     by_id = {l.article_id: l for l in links}
     new_ids = {m.id for m in new}
-    with transaction(store.con):
-        article_store.insert_article_columns(store.con, _columns(fresh, new, by_id, run_id))
-        seq_of = {m.id: m.seq for m in stored}
-        article_store.update_links(store.con, [{"id": l.article_id, "seq": seq_of[l.article_id],
-                                                "duplicate_of": l.duplicate_of, "kind": l.kind,
-                                                "similarity": l.similarity} for l in links if l.article_id not in new_ids])
+    seq_of = {m.id: m.seq for m in stored}
+    columns = _columns(fresh, new, by_id, run_id)
+    relinks = [{"id": l.article_id, "seq": seq_of[l.article_id], "duplicate_of": l.duplicate_of, "kind": l.kind,
+                "similarity": l.similarity} for l in links if l.article_id not in new_ids]
+
+    def commit(con) -> None:
+        article_store.insert_article_columns(con, columns)
+        article_store.update_links(con, relinks)
         if queue_alerts:
-            article_store.queue_for_alerts(store.con, result.new_stories)
+            article_store.queue_for_alerts(con, result.new_stories)
         if also:
-            also(store.con)
-    key_index.add(store.index, *_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
-                  [_member_row(m) for m in new], commit=commit_index)
+            also(con)
+
+    write(store.con, commit)
+    store.keys.add(*_keys(fresh), [(l.article_id, l.duplicate_of) for l in links], base + len(new),
+                   [_member_row(m) for m in new], commit=commit_index)
     _index_text(store, fresh, new, commit_index)
     return result
 
@@ -183,13 +215,13 @@ def _index_text(store: Store, fresh: Sequence[Prepared], new: Sequence[Member], 
 def known(store: Store, urls: Iterable[str]) -> set[str]:
     """The URLs (canonical, or as a feed linked them) that are already stored."""
     ids = {url_id(u): u for u in urls}
-    return {ids[k] for k in key_index.known_urls(store.index, list(ids))}
+    return {ids[k] for k in store.keys.known_urls(list(ids))}
 
 
 def catch_up_index(store: Store, params: DedupParams) -> int:
     """Add to the index what the lake holds beyond its last_seq; return the number of articles added."""
     added = 0
-    for rows in article_store.stored_after(store.con, key_index.last_seq(store.index)):
+    for rows in article_store.stored_after(store.con, store.keys.last_seq()):
         url_keys, hash_keys, bands, members = [], [], [], []
         keys = iter(band_keys_many([r[4] for r in rows if r[4]], params))
         for id_, seq, published_at, chash, sig, _dup, url, source_url, fetched_at in rows:
@@ -203,7 +235,7 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
         ids = [r[0] for r in rows]
         # Stored copies re-pointed to one of these rows were updated in the same lake commit.
         links = [(r[0], r[5]) for r in rows] + article_store.copies_of(store.con, ids)
-        key_index.add(store.index, url_keys, hash_keys, bands, links, rows[-1][1], members)
+        store.keys.add(url_keys, hash_keys, bands, links, rows[-1][1], members)
         added += len(rows)
     return added
 
@@ -214,7 +246,7 @@ def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
     for p in batch:
         unique.setdefault(p.id, p)
     keys = list(unique) + [url_id(p.article.source_url) for p in unique.values() if p.article.source_url]
-    seen = key_index.known_urls(store.index, keys)
+    seen = store.keys.known_urls(keys)
     fresh = [p for p in unique.values()
              if p.id not in seen and not (p.article.source_url and url_id(p.article.source_url) in seen)]
     # Storage order decides ties between copies published at the same time: earliest first, then input order.
@@ -223,11 +255,11 @@ def _unknown(store: Store, batch: Sequence[Prepared]) -> list[Prepared]:
 
 def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
     """Stored articles sharing a content hash or a band key with the batch, with their whole clusters."""
-    hits = key_index.candidates(store.index, _band_probes(fresh), list({hash_key(p.article.content_hash) for p in fresh}))
-    ids = key_index.clusters(store.index, hits)
+    hits = store.keys.candidates(_band_probes(fresh), list({hash_key(p.article.content_hash) for p in fresh}))
+    ids = store.keys.clusters(hits)
     found = [Member(id=r[0], seq=r[1], published_at=_from_us(r[2]), content_hash=r[3],
                     signature=_unpack(r[4]), duplicate_of=r[5], bucket=r[6])
-             for r in key_index.members(store.index, ids)]
+             for r in store.keys.members(ids)]
     # An index written before it kept member rows: those few are read from the lake.
     missing = sorted(set(ids) - {m.id for m in found})
     return found + [Member(id=r[0], seq=r[1], published_at=r[2], content_hash=r[3],

@@ -38,6 +38,8 @@ class RunSummary:
     slowest_feeds: list[tuple[str, float]] = field(default_factory=list)
     skipped: str | None = None  # why the cycle did not run (another run was writing the database)
     upgraded: str | None = None  # set when this run moved an older DuckDB file into the store
+    shard: str | None = None  # "K/N" when the run read one shard of the feeds
+    commit_retries: int = 0  # lake transactions run again after a conflict with another writer
 
     def add_feeds(self, results) -> None:
         """Count feed outcomes (results are cycle.FeedResult)."""
@@ -85,6 +87,10 @@ class RunSummary:
         out += [f"  {name}: {count} hit(s)" for name, count in sorted(a.per_alert.items())]
         if self.upgraded:
             out.insert(0, f"upgrade:  {self.upgraded}")
+        if self.shard:
+            out.insert(0, f"shard:    {self.shard} of the feeds")
+        if self.commit_retries:
+            out.append(f"lake:     {self.commit_retries} commit(s) run again after a conflict with another writer")
         out += [f"  failed feed {url}: {error}" for url, error in self.failed_feeds[:10]]
         return out
 

@@ -17,4 +17,4 @@ def connect(config: str | Path = "newsmon.toml"):
     from storage.db import open_reader
 
     settings = load_settings(Path(config))
-    return open_reader(settings.database, settings.storage.memory_limit)
+    return open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)

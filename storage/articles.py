@@ -80,15 +80,27 @@ def queue_for_alerts(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None
 
 
 def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
-    """Stories stored but not yet matched against the alert rules (this run's, or a crashed run's)."""
-    return list(_articles(con, "WHERE id IN (SELECT article_id FROM alert_queue) AND duplicate_of IS NULL "
-                               "ORDER BY seq"))
+    """Stories stored but not yet matched against the alert rules (this run's, or a crashed run's).
+
+    A story is matched on its original: a queued article that has since become a copy of an
+    earlier-published one (stored later, by this run or by another writer) brings its original."""
+    return list(_articles(con, """WHERE id IN (SELECT coalesce(a.duplicate_of, a.id) FROM articles a
+                                            WHERE a.id IN (SELECT article_id FROM alert_queue))
+                                  AND duplicate_of IS NULL ORDER BY seq"""))
 
 
 def clear_alert_queue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
-    """Mark stories as matched; run it in the transaction that records their hits."""
+    """Mark stories (originals) as matched, with their queued copies; run it in the transaction that
+    records their hits."""
     if ids:
-        con.execute(f"DELETE FROM alert_queue WHERE article_id IN ({_IDS})", [json_param(list(ids))])
+        con.execute(f"""DELETE FROM alert_queue WHERE article_id IN ({_IDS})
+                        OR article_id IN (SELECT id FROM articles WHERE duplicate_of IN ({_IDS}))""",
+                    [json_param(list(ids)), json_param(list(ids))])
+
+
+def max_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest seq stored in the lake (0 when empty): where the dedup keys must have caught up to."""
+    return con.execute("SELECT coalesce(max(seq), 0) FROM articles").fetchone()[0]
 
 
 def originals(con: duckdb.DuckDBPyConnection, batch: int = 1000):

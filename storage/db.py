@@ -1,4 +1,4 @@
-"""Open the store: a DuckLake (Parquet data files + a SQLite catalog) and migrate its schema.
+"""Open the store: a DuckLake (Parquet data files + a catalog) and migrate its schema.
 
 A store is one folder, `<name>.lake/` beside the configured `database` path:
 
@@ -10,16 +10,25 @@ A store is one folder, `<name>.lake/` beside the configured `database` path:
 
 Readers (`newsmon sql`, the duckdb CLI, notebooks) attach the same catalog read-only and see the
 last committed snapshot; a run commits per batch, so they see it progress. See docs/STORAGE.md.
+
+With `[storage] catalog = "postgres:..."` (a SharedCatalog) the DuckLake catalog lives in PostgreSQL
+and the data files in `data_path` (a folder every machine mounts at the same path, or s3://), so
+several machines write the same lake; see docs/SCALING.md.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import random
+import re
 import sqlite3
 import tempfile
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import duckdb
 
@@ -27,10 +36,50 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LAKE = "newsmon"  # the name the lake is attached under; every table lives in it
 # ducklake reaches the SQLite catalog through sqlite_scanner, which must be loaded first.
 EXTENSIONS = ("sqlite_scanner", "ducklake")
+# A shared lake: its catalog in PostgreSQL, in a schema of its own; the dedup keys live beside it
+# (storage/pgkeys.py). httpfs is loaded only for an s3:// data path.
+PG_EXTENSIONS = ("postgres_scanner", "ducklake")
+LAKE_SCHEMA = "newsmon_lake"
+COMMIT_ATTEMPTS = 12  # a lake transaction that conflicts with another writer's is run again this often
+log = logging.getLogger("newsmon.store")
+T = TypeVar("T")
 
 
 class StoreMissing(FileNotFoundError):
     """The store has not been created yet."""
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Credentials and endpoint for an s3:// data path (any S3-compatible store)."""
+
+    key_id: str
+    secret: str
+    region: str | None = None
+    endpoint: str | None = None  # host[:port] of a non-AWS store (MinIO, R2, Ceph...)
+    url_style: str | None = None  # 'path' for most non-AWS stores, 'vhost' for AWS
+    use_ssl: bool = True
+
+
+@dataclass(frozen=True)
+class SharedCatalog:
+    """A lake several machines write: DuckLake catalog in PostgreSQL, data files in a shared place."""
+
+    conninfo: str  # libpq "key=value ..." string
+    data_path: str  # absolute folder mounted at the same path everywhere, or s3://bucket/prefix/
+    s3: S3Access | None = None
+
+    def extensions(self) -> tuple[str, ...]:
+        """The extensions a session needs to attach this lake."""
+        return PG_EXTENSIONS + (("httpfs",) if self.s3 else ())
+
+    def data_url(self) -> str:
+        """The data path as DuckLake stores it (always ending in '/')."""
+        return self.data_path.rstrip("/") + "/"
+
+    def public_conninfo(self) -> str:
+        """The connection string without its password (libpq then reads PGPASSWORD or ~/.pgpass)."""
+        return re.sub(r"\s*\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", "", self.conninfo).strip()
 
 
 def store_dir(database: Path) -> Path:
@@ -61,17 +110,42 @@ def extension_file(name: str) -> Path:
     return path
 
 
-def attach_sql(database: Path, read_only: bool) -> str:
-    """The ATTACH statement for the store (also what README shows for the duckdb CLI)."""
+def attach_sql(database: Path, read_only: bool, shared: SharedCatalog | None = None,
+               conninfo: str | None = None) -> str:
+    """The ATTACH statement for the store (also what README shows for the duckdb CLI).
+
+    `conninfo` replaces the shared catalog's connection string (`newsmon attach` prints it without
+    the password)."""
     mode = ", READ_ONLY" if read_only else ""
+    if shared is not None:
+        return (f"ATTACH 'ducklake:postgres:{_quote(conninfo or shared.conninfo)}' AS {LAKE} "
+                f"(DATA_PATH '{_quote(shared.data_url())}', METADATA_SCHEMA '{LAKE_SCHEMA}'{mode})")
     return (f"ATTACH 'ducklake:sqlite:{catalog_path(database).resolve()}' AS {LAKE} "
             f"(DATA_PATH '{data_path(database).resolve()}/'{mode})")
 
 
+def secret_sql(s3: S3Access, secret: str | None = None) -> str:
+    """The CREATE SECRET statement that lets httpfs read and write an s3:// data path."""
+    parts = [f"TYPE s3", f"KEY_ID '{_quote(s3.key_id)}'", f"SECRET '{_quote(secret or s3.secret)}'"]
+    if s3.region:
+        parts.append(f"REGION '{_quote(s3.region)}'")
+    if s3.endpoint:
+        parts.append(f"ENDPOINT '{_quote(s3.endpoint)}'")
+    if s3.url_style:
+        parts.append(f"URL_STYLE '{_quote(s3.url_style)}'")
+    if not s3.use_ssl:
+        parts.append("USE_SSL false")
+    return f"CREATE SECRET newsmon_s3 ({', '.join(parts)})"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
 def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads: int | None = None,
-            temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+            temp_dir: Path | None = None, shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB session with the store's lake attached and in use."""
-    if read_only and not catalog_path(database).exists():
+    if shared is None and read_only and not catalog_path(database).exists():
         raise StoreMissing(f"{store_dir(database)} does not exist yet: run `newsmon run` first")
     config: dict[str, Any] = {
         # Nothing is ever downloaded: the extensions come from their PyPI packages' files.
@@ -86,13 +160,30 @@ def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads:
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
-    for name in EXTENSIONS:
+    for name in shared.extensions() if shared else EXTENSIONS:
         con.execute(f"LOAD '{extension_file(name)}'")
-    if not read_only:
-        _create_catalog(con, database)
-    con.execute(attach_sql(database, read_only))
+    if shared is not None:
+        _attach_shared(con, shared, read_only)
+    else:
+        if not read_only:
+            _create_catalog(con, database)
+        con.execute(attach_sql(database, read_only))
     con.execute(f"USE {LAKE}")
     return con
+
+
+def _attach_shared(con: duckdb.DuckDBPyConnection, shared: SharedCatalog, read_only: bool) -> None:
+    """Attach a PostgreSQL-catalog lake; a writer creates it on first use (callers serialise that)."""
+    if shared.s3:
+        con.execute(secret_sql(shared.s3))
+    elif not read_only:
+        Path(shared.data_path).mkdir(parents=True, exist_ok=True)
+    try:
+        con.execute(attach_sql(Path(), read_only, shared))
+    except duckdb.Error as exc:
+        if read_only and "does not exist" in str(exc):
+            raise StoreMissing(f"no newsmon store in the PostgreSQL catalog yet: run `newsmon run` first") from None
+        raise
 
 
 def _create_catalog(con: duckdb.DuckDBPyConnection, database: Path) -> None:
@@ -119,17 +210,27 @@ def _create_catalog(con: duckdb.DuckDBPyConnection, database: Path) -> None:
     fresh.replace(catalog)
 
 
-def open_writer(database: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+def open_writer(database: Path, memory_limit: str = "2GB",
+                shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating it if needed) the store for writing and bring its schema up to date."""
-    con = connect(database, read_only=False, memory_limit=memory_limit,
-                  temp_dir=store_dir(database) / "tmp")
-    migrate(con)
+    if shared is None:
+        con = connect(database, read_only=False, memory_limit=memory_limit, temp_dir=store_dir(database) / "tmp")
+        migrate(con)
+        return con
+    from .pgkeys import session_lock
+
+    # Several machines may open a fresh lake at once: one creates the catalog and migrates, the others wait.
+    with session_lock(shared.conninfo, "migrate"):
+        con = connect(database, read_only=False, memory_limit=memory_limit, temp_dir=store_dir(database) / "tmp",
+                      shared=shared)
+        migrate(con)
     return con
 
 
-def open_reader(database: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+def open_reader(database: Path, memory_limit: str = "2GB",
+                shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
     """Open the store read-only: the last committed snapshot, never blocking a writer."""
-    return connect(database, read_only=True, memory_limit=memory_limit)
+    return connect(database, read_only=True, memory_limit=memory_limit, shared=shared)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -167,6 +268,50 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+_retries = 0
+
+
+def write(con: duckdb.DuckDBPyConnection, body: Callable[[duckdb.DuckDBPyConnection], T],
+          attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run body(con) in one lake transaction; when the commit conflicts with another writer's, run it again.
+
+    DuckLake retries a commit by itself when the other writer's changes do not touch the same data
+    (appends to one table); a real conflict (both deleted or updated rows of one table) is raised.
+    The body then runs again on a fresh snapshot, after a growing, jittered wait; after `attempts`
+    the error is raised and nothing of the transaction is kept (the lake stays the truth)."""
+    global _retries
+    for attempt in range(1, attempts + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = body(con)
+            con.execute("COMMIT")
+            return result
+        except duckdb.TransactionException as exc:
+            _rollback(con)
+            if "conflict" not in str(exc).lower() or attempt == attempts:
+                raise
+            _retries += 1
+            log.info("lake commit conflicted with another writer (attempt %d/%d): %s", attempt, attempts,
+                     str(exc).splitlines()[-1])
+            time.sleep(min(2.0, 0.02 * 1.6 ** attempt) * (0.5 + random.random()))
+        except BaseException:
+            _rollback(con)
+            raise
+    raise AssertionError("unreachable")
+
+
+def commit_retries() -> int:
+    """How many lake transactions this process has run again after a conflict."""
+    return _retries
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # a failed COMMIT has already ended the transaction
+        pass
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -52,6 +52,15 @@ def newsmon_env(prefect_server) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": prefect_server}
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL cluster for the session (started on first use); tests make their own databases."""
+    from tests.postgres import PostgresCluster
+
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def http_server():
     """A scripted HTTP server on 127.0.0.1 whose routes the test declares."""
