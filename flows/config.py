@@ -275,7 +275,7 @@ class _Reader:
         return S3Access(use_ssl=use_ssl, **values)
 
     def dedup(self, table: dict) -> DedupParams:
-        self.only(table, "dedup", {"near_threshold", "shingle", "min_words"})
+        self.only(table, "dedup", {"near_threshold", "shingle", "min_words", "near_window_days"})
         threshold = self.typed(table, "dedup.near_threshold", "near_threshold", float, None)
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise self.fail("dedup.near_threshold", f"must be in (0, 1], got {threshold}")
@@ -285,7 +285,10 @@ class _Reader:
         min_words = self.typed(table, "dedup.min_words", "min_words", int, None)
         if min_words is not None:
             self.positive("dedup.min_words", min_words, allow_zero=True)
-        given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words}
+        window = self.typed(table, "dedup.near_window_days", "near_window_days", int, None)
+        if window is not None and not 1 <= window <= 3650:
+            raise self.fail("dedup.near_window_days", f"must be between 1 and 3650, got {window}")
+        given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words, "near_window_days": window}
         try:
             return DedupParams(**{k: v for k, v in given.items() if v is not None})
         except ValueError as exc:

@@ -77,6 +77,7 @@ def test_the_documented_example_loads(tmp_path):
      "storage.memory_limit", "must be a size"),
     (('database = "data/newsmon.duckdb"', 'database = "data/newsmon.duckdb"\nsnapshot_retention_days = -1'),
      "storage.snapshot_retention_days", "between 0 and 36500"),
+    (("[storage]", "[dedup]\nnear_window_days = 0\n[storage]"), "dedup.near_window_days", "between 1 and 3650"),
 ])
 def test_bad_values_name_the_key(tmp_path, change, key, problem):
     path = write(tmp_path, GOOD.replace(*change, 1))
