@@ -22,6 +22,8 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
+from .paths import store_dir
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LAKE = "newsmon"  # the name the lake is attached under; every table lives in it
 # ducklake reaches the SQLite catalog through sqlite_scanner, which must be loaded first.
@@ -30,11 +32,6 @@ EXTENSIONS = ("sqlite_scanner", "ducklake")
 
 class StoreMissing(FileNotFoundError):
     """The store has not been created yet."""
-
-
-def store_dir(database: Path) -> Path:
-    """The store folder for a configured `database` path: `x.duckdb` -> `x.lake/`."""
-    return database.with_suffix(".lake") if database.suffix else database.with_name(database.name + ".lake")
 
 
 def catalog_path(database: Path) -> Path:

@@ -67,7 +67,7 @@ def test_the_documented_example_loads(tmp_path):
 @pytest.mark.parametrize("change, key, problem", [
     (("timeout_s = 15", "timeout = 15"), "fetch.timeout", "unknown key"),
     (("timeout_s = 15", 'timeout_s = "fast"'), "fetch.timeout_s", "must be a number"),
-    (("max_bytes = 5_000_000", "max_bytes = -1"), "fetch.max_bytes", "positive"),
+    (("max_bytes = 5_000_000", "max_bytes = -1"), "fetch.max_bytes", "between 1_024 and 1_000_000_000"),
     (('channels = ["ops", "desk"]', 'channels = ["ops", "pager"]'), "channels", "'pager' is not defined"),
     (('"Deir ez-Zor" OR (Daesh AND pétrole)', '"Deir ez-Zor" OR (Daesh AND'), "query", "column"),
     (('url = "https://example.org/world/rss.xml"', 'url = "ftp://example.org/rss"'), "feeds[0].url", "http(s) URL"),
