@@ -195,7 +195,7 @@ def due_feeds(states: dict[str, tuple], sources: Sequence[FeedSource],
     due, waiting = [], []
     for s in sources:
         etag, last_modified, next_check_at, _failures = states.get(s.url, (None, None, None, 0))
-        source = FeedSource(s.url, s.name, s.tags, etag, last_modified)
+        source = replace(s, etag=etag, last_modified=last_modified)
         (waiting if next_check_at is not None and next_check_at > now else due).append(source)
     return due, waiting
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from ingest.fetch import Fetcher
 from ingest.models import OK, FeedSource
@@ -38,4 +39,24 @@ async def _expand(config: FeedConfig, fetcher: Fetcher) -> list[FeedSource]:
     urls = feeds_from_home_page(response.body, response.final_url)
     if not urls:
         log.warning("site %s: the home page advertises no feed", config.site)
-    return [FeedSource(url, config.name, config.tags) for url in urls]
+    found = []
+    for url in urls:
+        # The home page is a third-party document: only a feed on the configured site's own origin
+        # is trusted like a configured URL; any other goes through the SSRF guard.
+        guarded = _origin(url) != _origin(config.site)
+        refused = await fetcher.link_refusal(url) if guarded else None
+        if refused:
+            log.warning("site %s: advertised feed %s refused: %s", config.site, url, refused)
+            continue
+        found.append(FeedSource(url, config.name, config.tags, guarded=guarded))
+    return found
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(parts.scheme)

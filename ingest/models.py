@@ -45,6 +45,9 @@ class FeedSource:
     tags: tuple[str, ...] = ()
     etag: str | None = None
     last_modified: str | None = None
+    # Found on a third-party page (site discovery, another origin than the configured site):
+    # fetched through the SSRF guard, like an article link.
+    guarded: bool = False
 
 
 @dataclass(frozen=True)
