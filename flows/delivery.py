@@ -130,8 +130,12 @@ def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, i
     batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
                                          for h in hits).encode()).hexdigest()
     outcome = send_email(channel, email_message(hits, channel, batch_key))
-    for hit, attempts in items:
-        _mark(con, channel, hit, outcome, attempts, report)
+    # The whole message is marked in one commit: a crash leaves all of its hits pending or none, so
+    # a resend after a crash forms the same batch and carries the same Message-ID.
+    with transaction(con):
+        statuses = [_record(con, channel, hit, outcome, attempts) for hit, attempts in items]
+    for hit, status in zip(hits, statuses):
+        _report(channel, hit, outcome, status, report)
 
 
 def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
@@ -141,9 +145,19 @@ def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
 
 def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int,
           report: AlertReport) -> None:
-    status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
     with transaction(con):
-        alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, datetime.now(timezone.utc))
+        status = _record(con, channel, hit, outcome, attempts)
+    _report(channel, hit, outcome, status, report)
+
+
+def _record(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int) -> str:
+    """Write one delivery try inside the caller's transaction; return the status it got."""
+    status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
+    alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, datetime.now(timezone.utc))
+    return status
+
+
+def _report(channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, status: str, report: AlertReport) -> None:
     if status == alert_store.SENT:
         report.delivered += 1
     elif status == alert_store.FAILED:
