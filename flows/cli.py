@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -98,10 +99,38 @@ def prepare_prefect(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    return run_and_report(settings)
+    return run_and_report(settings, debug=args.debug)
 
 
-def run_and_report(settings: Settings) -> int:
+class _NewsmonLinesOnly(logging.Filter):
+    """The terminal shows newsmon's own log lines; Prefect's engine chatter ("Beginning flow run",
+    "Encountered exception" with its traceback, "Finished in state Failed") still goes to the
+    Prefect API and its UI, and the CLI prints the one-line error itself."""
+
+    def __init__(self, prefect_dir: str) -> None:
+        super().__init__()
+        self.prefect_dir = prefect_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.pathname.startswith(self.prefect_dir):
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_prefect_console() -> None:
+    """Filter the console handler Prefect installs on the root logger (see _NewsmonLinesOnly)."""
+    import prefect
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    prefect_dir = str(Path(prefect.__file__).resolve().parent)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _NewsmonLinesOnly) for f in handler.filters):
+            handler.addFilter(_NewsmonLinesOnly(prefect_dir))
+
+
+def run_and_report(settings: Settings, debug: bool = False) -> int:
     """Run one ingest cycle and print the one-screen summary.
 
     With a Prefect API configured (PREFECT_API_URL: a server, `newsmon serve`, a worker) the cycle runs
@@ -112,6 +141,8 @@ def run_and_report(settings: Settings) -> int:
         prepare_prefect(settings)
         from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
 
+        if not debug:
+            quiet_prefect_console()
         summary = asyncio.run(ingest_flow(str(settings.path)))
     else:
         summary = _run_without_prefect(settings)
@@ -122,8 +153,6 @@ def run_and_report(settings: Settings) -> int:
 
 
 def _run_without_prefect(settings: Settings):
-    import logging
-
     from flows.cycle import run_cycle
     from flows.progress import terminal_progress
 
@@ -150,6 +179,8 @@ def cmd_digest(args: argparse.Namespace) -> int:
     prepare_prefect(settings)
     from flows.digest import digest_flow
 
+    if not args.debug:
+        quiet_prefect_console()
     report = asyncio.run(digest_flow(str(settings.path)))
     print(f"digest: {report['delivered']} delivered, {report['pending']} pending, {report['failed']} failed")
     return EXIT_OK
