@@ -22,6 +22,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from alerts.channels import AppriseChannel, EmailChannel, WebhookChannel
 from alerts.render import USER_AGENT, apprise_body, apprise_title, webhook_body, webhook_headers
 from ingest.models import AlertHit
+from ingest.redact import redact
 from ingest.retry_after import retry_after_seconds
 
 BACKOFF_BASE_S = 0.2
@@ -95,12 +96,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _redact(text: str | None, secrets: Iterable[str | None]) -> str | None:
-    """Replace every secret in `text` with '***'."""
-    if text is None:
-        return None
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a whole URL before its parts
-        text = text.replace(secret, "***")
-    return text
+    """Replace every secret standing as a whole token in `text` with '***'."""
+    return redact(text, secrets)
 
 
 def _url_secrets(urls: Iterable[str]) -> list[str]:

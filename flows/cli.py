@@ -28,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one readable line; --debug (or NEWSMON_DEBUG=1) shows the traceback
         if args.debug:
             raise
-        print(f"newsmon: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from ingest.redact import redact
+
+        print(redact(f"newsmon: error: {type(exc).__name__}: {exc}", getattr(args, "secrets", ())), file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -78,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args.config))
+    settings = load_settings(config_path(args.config))
+    args.secrets = settings.secrets  # so that main() can redact them from an error line
+    return settings
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -141,9 +145,12 @@ def run_and_report(settings: Settings, debug: bool = False) -> int:
         prepare_prefect(settings)
         from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
 
+        from flows.logredact import redacted_logs
+
         if not debug:
             quiet_prefect_console()
-        summary = asyncio.run(ingest_flow(str(settings.path)))
+        with redacted_logs(settings.secrets):  # the engine's own records too, made outside the cycle
+            summary = asyncio.run(ingest_flow(str(settings.path)))
     else:
         summary = _run_without_prefect(settings)
     print(f"newsmon run: {settings.database}")

@@ -332,7 +332,11 @@ class _Reader:
                 raise self.fail(f"{where}.channels", f"channel {channel!r} is not defined in [channels]")
         min_words = self.number(table, f"{where}.min_words", "min_words", int, 0, ALERT_RANGES["min_words"])
         max_per_run = self.number(table, f"{where}.max_per_run", "max_per_run", int, 0, ALERT_RANGES["max_per_run"])
-        rule = Rule(name=name, query=query, node=node, feeds=self.strings(table, f"{where}.feeds", "feeds"),
+        from ingest.redact import redact
+
+        # Feeds are known by their redacted URL (a ${VAR} secret never reaches the store), so are rule scopes.
+        feeds = tuple(redact(f, self.secrets) for f in self.strings(table, f"{where}.feeds", "feeds"))
+        rule = Rule(name=name, query=query, node=node, feeds=feeds,
                     languages=tuple(x.lower() for x in self.strings(table, f"{where}.languages", "languages")),
                     min_words=min_words)
         cooldown = self.duration(f"{where}.cooldown", self.string(table, f"{where}.cooldown", "cooldown"))

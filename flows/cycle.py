@@ -20,6 +20,7 @@ from ingest.extract import article_from_entry, extract_article
 from ingest.fetch import Fetcher
 from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
 from ingest.parse import FeedParseError, parse_feed
+from ingest.redact import redact
 from ingest.urls import host_of
 from storage import feeds as feed_store
 from storage import runs as run_store
@@ -27,6 +28,7 @@ from storage.db import transaction
 from storage.lock import RunInProgress, writer_lock
 
 from flows.config import Settings
+from flows.logredact import redacted_logs
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
 from flows.maintenance import maintain
@@ -145,7 +147,7 @@ async def run_cycle(settings: Settings, stages: Stages | None = None, progress=N
     """
     logger = logger or log
     try:
-        with writer_lock(settings.database):
+        with redacted_logs(settings.secrets), writer_lock(settings.database):
             return await _locked_cycle(settings, stages or Stages(), progress, logger)
     except RunInProgress as exc:
         logger.warning("skipped: %s", exc)
@@ -160,8 +162,8 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) ->
         state.summary.upgraded = upgrade_legacy(store, settings, logger)
         _start_run(con, state)
         async with Fetcher(settings.fetch) as fetcher:
-            sources = await resolve_sources(settings.feeds, fetcher)
-            results = await _read_feeds(con, fetcher, sources, stages, state)
+            sources = await resolve_sources(settings.feeds, fetcher, settings.secrets)
+            results = await _read_feeds(con, fetcher, sources, stages, state, settings.secrets)
             await _read_pages(store, fetcher, new_entries(store, results), settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
         state.summary.alerts = stages.alerts(con, settings)
@@ -176,17 +178,27 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) ->
 
 
 async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stages: Stages,
-                      state: _RunState) -> list[FeedResult]:
+                      state: _RunState, secrets: Sequence[str] = ()) -> list[FeedResult]:
     with transaction(con):
         feed_store.sync_feeds(con, sources)
     due, waiting = due_feeds(feed_store.feed_states(con), sources, state.started)
     state.summary.feeds_backing_off = len(waiting)
-    results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
+    results = [_redacted(r, secrets) for r in await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due))]
     for r in results:
         state.logger.info("feed %s: %s%s, %d entries, %.2fs", r.response.source.url, r.response.outcome,
                  f" ({r.error})" if r.error else "", len(r.entries), r.elapsed_s)
     state.summary.add_feeds(results)
     return results
+
+
+def _redacted(result: FeedResult, secrets: Sequence[str]) -> FeedResult:
+    """The feed's answer with every secret (a ${VAR} in its URL) out of what gets stored and logged."""
+    if not secrets:
+        return result
+    r = result.response
+    attempts = tuple(replace(a, url=redact(a.url, secrets), error=redact(a.error, secrets)) for a in r.attempts)
+    response = replace(r, final_url=redact(r.final_url, secrets), error=redact(r.error, secrets), attempts=attempts)
+    return replace(result, response=response, error=redact(result.error, secrets))
 
 
 def due_feeds(states: dict[str, tuple], sources: Sequence[FeedSource],

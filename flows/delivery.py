@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Mapping, Sequence
 
@@ -18,6 +19,7 @@ from alerts.match import match_article
 from alerts.query import compile_rules
 from alerts.render import delivery_id, email_message
 from ingest.models import AlertHit, Article
+from ingest.redact import redact
 from storage import alerts as alert_store
 from storage.articles import clear_alert_queue, pending_alerts
 from storage.db import transaction
@@ -46,7 +48,8 @@ def alert_and_deliver(con, settings: Settings) -> AlertReport:
     digest = {name for name, c in settings.channels.items() if c.mode == DIGEST}
     # Hits queued for a digest are pending too: without them a digest-only setup reports "0 delivered, 0 pending".
     report.pending += sum(1 for hit in fresh for c in _routes(settings).get(hit.alert, ()) if c in digest)
-    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report)
+    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report,
+                    settings.secrets)
     return report
 
 
@@ -92,8 +95,11 @@ def _delivery_ids(hits: Sequence[AlertHit], settings: Settings) -> dict[tuple[st
             for h in hits for c in _routes(settings).get(h.alert, ())}
 
 
-def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport) -> None:
-    """Try every pending delivery on the named channels, including those left over from earlier runs."""
+def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport,
+                    secrets: Sequence[str] = ()) -> None:
+    """Try every pending delivery on the named channels, including those left over from earlier runs.
+
+    Errors are stored and logged with every secret (a ${VAR} value of the config) redacted."""
     queue = alert_store.pending(con, names)
     if not queue:
         return
@@ -107,13 +113,13 @@ def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], 
                 report.pending += len(items)
                 continue
             if isinstance(channel, EmailChannel):
-                _deliver_email(con, channel, items, report)
+                _deliver_email(con, channel, items, report, secrets)
             else:
-                _deliver_each(con, client, channel, items, report)
+                _deliver_each(con, client, channel, items, report, secrets)
 
 
 def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
-                  items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+                  items: Sequence[tuple[AlertHit, int]], report: AlertReport, secrets: Sequence[str]) -> None:
     down = False
     for hit, attempts in items:
         if down:  # one dead endpoint must not cost a full retry cycle per hit: the rest wait for the next run
@@ -121,15 +127,18 @@ def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
             continue
         outcome = (send_webhook(client, channel, hit) if isinstance(channel, WebhookChannel)
                    else send_apprise(channel, hit))
+        outcome = replace(outcome, error=redact(outcome.error, secrets))
         _mark(con, channel, hit, outcome, attempts, report)
         down = not outcome.ok
 
 
-def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport) -> None:
+def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport,
+                   secrets: Sequence[str]) -> None:
     hits = [hit for hit, _ in items]
     batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
                                          for h in hits).encode()).hexdigest()
     outcome = send_email(channel, email_message(hits, channel, batch_key))
+    outcome = replace(outcome, error=redact(outcome.error, secrets))
     # The whole message is marked in one commit: a crash leaves all of its hits pending or none, so
     # a resend after a crash forms the same batch and carries the same Message-ID.
     with transaction(con):

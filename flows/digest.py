@@ -30,7 +30,7 @@ async def digest_flow(config: str = "newsmon.toml") -> dict:
         con = open_writer(settings.database, settings.storage.memory_limit)
         try:
             names = due_channels(settings, last_sent_at(con), datetime.now(timezone.utc))
-            deliver_pending(con, settings.channels, names, report)
+            deliver_pending(con, settings.channels, names, report, settings.secrets)
         finally:
             con.close()
     return {"delivered": report.delivered, "pending": report.pending, "failed": report.failed}

@@ -5,7 +5,10 @@ import logging
 from typing import Sequence
 from urllib.parse import urlsplit
 
+from dataclasses import replace
+
 from ingest.fetch import Fetcher
+from ingest.redact import redact
 from ingest.models import OK, FeedSource
 from ingest.sources import SourceError, feeds_from_home_page, feeds_from_opml
 
@@ -14,11 +17,17 @@ from flows.config import FeedConfig
 log = logging.getLogger("newsmon.ingest")
 
 
-async def resolve_sources(configs: Sequence[FeedConfig], fetcher: Fetcher) -> list[FeedSource]:
-    """Expand OPML files and site discovery; a source that cannot be read is logged and skipped."""
+async def resolve_sources(configs: Sequence[FeedConfig], fetcher: Fetcher,
+                          secrets: Sequence[str] = ()) -> list[FeedSource]:
+    """Expand OPML files and site discovery; a source that cannot be read is logged and skipped.
+
+    A URL holding a secret is known by its redacted form everywhere newsmon writes it."""
     found: dict[str, FeedSource] = {}
     for config in configs:
         for source in await _expand(config, fetcher):
+            shown = redact(source.url, secrets)
+            if shown != source.url:
+                source = replace(source, url=shown, fetch_url=source.url)
             found.setdefault(source.url, source)
     return list(found.values())
 

@@ -103,7 +103,7 @@ class Fetcher:
             headers["If-Modified-Since"] = source.last_modified
         attempts: list[FetchAttempt] = []
         client = self._guarded_feed_client if source.guarded else self._feed_client
-        ex = await self._follow(client, source.url, FEED, headers, attempts)
+        ex = await self._follow(client, source.fetch_url or source.url, FEED, headers, attempts)
         validators = ex.headers if ex.outcome in (OK, NOT_MODIFIED) else httpx.Headers()
         keep = ex.outcome == NOT_MODIFIED  # a 304 need not repeat the validators
         return FeedResponse(
