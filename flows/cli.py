@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from ingest.redact import redact
 
-        print(redact(f"newsmon: error: {type(exc).__name__}: {exc}", getattr(args, "secrets", ())), file=sys.stderr)
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())  # DuckDB errors span lines
+        print(redact(f"newsmon: error: {text}", getattr(args, "secrets", ())), file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "json", "csv"), default="table",
                      help="table (default), json (one array of row objects) or csv")
     sql.add_argument("--max-width", type=int, default=60, help="table format: truncate cells to this many characters")
+    sql.add_argument("--timeout", type=_seconds, default=60.0,
+                     help="stop the query after this many seconds (default 60; 0: no limit)")
+    export = command("export", cmd_export, "write the result of a read-only query to a Parquet, CSV or JSON Lines file")
+    export.add_argument("query")
+    export.add_argument("file", type=Path, help="output file: .parquet, .csv, .jsonl (overwritten)")
+    export.add_argument("--timeout", type=_seconds, default=600.0,
+                        help="stop the export after this many seconds (default 600; 0: no limit)")
     command("attach", cmd_attach, "print the SQL that attaches the store read-only in a duckdb client")
     imp = command("import", cmd_import, "import articles from Parquet or JSON Lines files (.jsonl, .jsonl.gz)")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -193,14 +201,21 @@ def cmd_digest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (0 <= value <= 86400):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, got {text}")
+    return value
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from flows.output import print_csv, print_json
-    from storage.db import open_reader, run_query
+    from storage.db import open_sandbox, run_query
 
     settings = _settings(args)
-    con = open_reader(settings.database, settings.storage.memory_limit)
+    con = open_sandbox(settings.database, settings.storage.memory_limit)
     try:
-        columns, rows = run_query(con, args.query)
+        columns, rows = run_query(con, args.query, args.timeout or None)
     finally:
         con.close()
     if args.format == "json":
@@ -209,6 +224,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
         print_csv(columns, rows)
     else:
         print_table(columns, rows, args.max_width)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from storage.db import export_query, open_sandbox
+
+    settings = _settings(args)
+    con = open_sandbox(settings.database, settings.storage.memory_limit, writable=args.file)
+    try:
+        rows = export_query(con, args.query, args.file, args.timeout or None)
+    finally:
+        con.close()
+    print(f"export: {rows} row(s) written to {args.file}")
     return EXIT_OK
 
 

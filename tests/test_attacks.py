@@ -1,6 +1,9 @@
 """Attacks and unlucky inputs from the hostile test of newsmon: each one a defect that is now fixed."""
 from __future__ import annotations
 
+import pytest
+
+from flows.cli import main
 from tests.helpers import article_html, query, rss, run_plain, simple_config
 from tests.loopback import LoopbackHTTPServer, Response
 
@@ -41,3 +44,48 @@ def test_redirected_and_canonical_pages_are_not_downloaded_again(tmp_path, db_pa
     assert len(http_server.hits("/robots.txt")) == 1, "no page to fetch, no robots.txt either"
     assert sorted(r[0] for r in query(db_path, "SELECT url FROM articles")) == [
         http_server.url("/a/1.html"), http_server.url("/story/2")]
+
+
+# --- `newsmon sql`: a read-only window on the store, nothing else ------------------------------
+
+@pytest.fixture
+def store_config(tmp_path, db_path):
+    from storage.db import open_writer
+
+    open_writer(db_path).close()
+    return simple_config(tmp_path, db_path)
+
+
+@pytest.mark.parametrize("sql, problem", [
+    ("COPY (SELECT 'pwned') TO '{config}' (FORMAT csv)", "only SELECT queries"),
+    ("COPY (SELECT 1) TO '{lake}/data/x.csv'", "only SELECT queries"),
+    ("SELECT content FROM read_text('/etc/shadow')", "disabled by configuration"),
+    ("SELECT * FROM read_csv('{config}')", "disabled by configuration"),
+    ("INSTALL httpfs", "only SELECT queries"),
+    ("SELECT 1; SET enable_external_access = true", "only SELECT queries"),
+    ("ATTACH '{tmp}/other.db' AS other", "only SELECT queries"),
+    ("SELECT * FROM '{tmp}/*.toml'", "Catalog Error"),
+])
+def test_newsmon_sql_reads_the_store_and_nothing_else(store_config, tmp_path, db_path, capsys, sql, problem):
+    before = (tmp_path / "newsmon.toml").read_bytes()
+    sql = sql.format(config=store_config, lake=db_path.with_suffix(".lake"), tmp=tmp_path)
+    assert main(["sql", "--config", store_config, sql]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0], err
+    assert (tmp_path / "newsmon.toml").read_bytes() == before
+    assert not (db_path.with_suffix(".lake") / "data" / "x.csv").exists()
+
+
+def test_newsmon_sql_stops_a_query_at_its_timeout(store_config, capsys):
+    assert main(["sql", "--timeout", "0.5", "--config", store_config, "SELECT count(*) FROM range(10000000000000)"]) == 1
+    assert "query stopped after 0.5s (--timeout)" in capsys.readouterr().err
+
+
+def test_newsmon_export_writes_the_named_file_only(store_config, tmp_path, capsys):
+    out = tmp_path / "migrations.csv"
+    assert main(["sql", "--config", store_config, "SELECT version FROM schema_migrations"]) == 0
+    assert main(["export", "--config", store_config, "SELECT version, name FROM schema_migrations", str(out)]) == 0
+    assert out.read_text().splitlines()[0] == "version,name" and len(out.read_text().splitlines()) == 2
+    assert main(["export", "--config", store_config,
+                 f"SELECT 1 AS x) TO '{tmp_path}/elsewhere.csv' (FORMAT csv); SELECT (1", str(out)]) == 1
+    assert not (tmp_path / "elsewhere.csv").exists()
