@@ -48,12 +48,19 @@ def test_redirected_and_canonical_pages_are_not_downloaded_again(tmp_path, db_pa
 
 # --- `newsmon sql`: a read-only window on the store, nothing else ------------------------------
 
-@pytest.fixture
-def store_config(tmp_path, db_path):
+@pytest.fixture(scope="module")
+def sql_store(tmp_path_factory):
+    """One empty store for every `newsmon sql` case (they only read it)."""
     from storage.db import open_writer
 
-    open_writer(db_path).close()
-    return simple_config(tmp_path, db_path)
+    tmp = tmp_path_factory.mktemp("sql")
+    open_writer(tmp / "data" / "newsmon.duckdb").close()
+    return tmp
+
+
+@pytest.fixture
+def store_config(sql_store):
+    return simple_config(sql_store, sql_store / "data" / "newsmon.duckdb")
 
 
 @pytest.mark.parametrize("sql, problem", [
@@ -66,7 +73,8 @@ def store_config(tmp_path, db_path):
     ("ATTACH '{tmp}/other.db' AS other", "only SELECT queries"),
     ("SELECT * FROM '{tmp}/*.toml'", "Catalog Error"),
 ])
-def test_newsmon_sql_reads_the_store_and_nothing_else(store_config, tmp_path, db_path, capsys, sql, problem):
+def test_newsmon_sql_reads_the_store_and_nothing_else(store_config, sql_store, capsys, sql, problem):
+    tmp_path, db_path = sql_store, sql_store / "data" / "newsmon.duckdb"
     before = (tmp_path / "newsmon.toml").read_bytes()
     sql = sql.format(config=store_config, lake=db_path.with_suffix(".lake"), tmp=tmp_path)
     assert main(["sql", "--config", store_config, sql]) == 1
