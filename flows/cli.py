@@ -299,7 +299,7 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo(Path(args.database))
+    return run_demo(Path(args.database), lambda settings: run_and_report(settings, debug=args.debug))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

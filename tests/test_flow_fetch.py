@@ -16,6 +16,7 @@ import pytest
 
 from storage.db import open_reader
 
+from flows.fixture_site import SITE_DIR
 from tests.conftest import FIXTURES
 from tests.helpers import query as query_db
 from tests.helpers import run_flow
@@ -67,7 +68,7 @@ def story(seed: str, words: int = 90) -> list[str]:
 
 def fixture_page(path: str, base: str) -> bytes:
     """A saved fixture-site page with its {{BASE}} placeholders pointing at `base`."""
-    text = (FIXTURES / "site" / path.lstrip("/")).read_text(encoding="utf-8")
+    text = (SITE_DIR / path.lstrip("/")).read_text(encoding="utf-8")
     return text.replace("{{ALT_BASE}}", base).replace("{{BASE}}", base).encode("utf-8")
 
 
