@@ -29,6 +29,7 @@ from storage.lock import RunInProgress, writer_lock
 
 from flows.config import Settings
 from flows.logredact import redacted_logs
+from flows.deathsig import die_with_parent
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
 from flows.maintenance import maintain
@@ -254,9 +255,10 @@ def extraction_pool(pages: int) -> Executor:
     if pages < EXTRACT_PROCESS_MIN_PAGES:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
     # forkserver: workers fork from a clean server process, never from this one with its threads.
+    # Both the server and the worker die with their parent (flows/deathsig.py), even on SIGKILL.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["ingest.extract"])
-    return ProcessPoolExecutor(max_workers=1, mp_context=context)
+    context.set_forkserver_preload(["flows.deathsig_preload", "ingest.extract"])
+    return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=die_with_parent)
 
 
 def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
