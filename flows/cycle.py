@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 import logging
+import os
 import time
 import uuid
 import multiprocessing
@@ -29,7 +30,7 @@ from storage.lock import RunInProgress, writer_lock
 
 from flows.config import Settings
 from flows.logredact import redacted_logs
-from flows.deathsig import die_with_parent
+from flows.deathsig import PARENT_VARIABLE, die_with_parent
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
 from flows.maintenance import maintain
@@ -257,6 +258,7 @@ def extraction_pool(pages: int) -> Executor:
     # forkserver: workers fork from a clean server process, never from this one with its threads.
     # Both the server and the worker die with their parent (flows/deathsig.py), even on SIGKILL.
     context = multiprocessing.get_context("forkserver")
+    os.environ[PARENT_VARIABLE] = str(os.getpid())  # the forkserver inherits it: a parent gone early is seen
     context.set_forkserver_preload(["flows.deathsig_preload", "ingest.extract"])
     return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=die_with_parent)
 

@@ -13,14 +13,19 @@ import signal
 PR_SET_PDEATHSIG = 1
 
 
+PARENT_VARIABLE = "NEWSMON_RUN_PID"  # set by the run for its forkserver: the parent it must die with
+
+
 def die_with_parent() -> None:
     """Have the kernel SIGKILL this process when its parent dies (a no-op where prctl is missing)."""
-    parent = os.getppid()
+    parent = int(os.environ.get(PARENT_VARIABLE) or 0)
+    if parent != os.getppid():
+        parent = os.getppid()  # a worker: its parent is the forkserver
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: nothing to ask for
         return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if os.getppid() != parent or parent == 1:  # the parent died before the request took effect
         os._exit(1)
 

@@ -49,7 +49,7 @@ def test_children_die_with_a_killed_run(tmp_path, db_path, http_server):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while len(descendants(proc.pid)) < 2:  # the forkserver and its extraction worker
+        while len(descendants(proc.pid)) < 3:  # resource tracker, forkserver, extraction worker
             assert proc.poll() is None and time.monotonic() < deadline, "the run never started its worker"
             time.sleep(0.05)
         children = descendants(proc.pid)
@@ -58,7 +58,8 @@ def test_children_die_with_a_killed_run(tmp_path, db_path, http_server):
         deadline = time.monotonic() + 30
         while any(alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not [p for p in children if alive(p)], "orphans outlived the killed run"
+        survivors = [Path(f"/proc/{p}/cmdline").read_bytes()[:150] for p in children if alive(p)]
+        assert not survivors, f"orphans outlived the killed run: {survivors}"
     finally:
         for p in descendants(proc.pid) | {proc.pid} | set(locals().get("children", ())):
             try:
