@@ -294,7 +294,11 @@ def _maintain(con, settings: Settings, logger) -> None:
 
 def _start_run(con, state: _RunState) -> None:
     with transaction(con):
+        interrupted = run_store.fail_interrupted(con, state.started)
         run_store.start(con, state.run_id, state.started)
+    if interrupted:
+        state.logger.warning("%d earlier run(s) ended without recording it (killed, or the disk was full): "
+                             "marked failed", interrupted)
 
 
 def _finish_run(con, state: _RunState, status: str) -> None:

@@ -1,7 +1,12 @@
 """Faults: crashes, hostile receivers, broken store files, a full disk. Real processes and servers on 127.0.0.1."""
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +104,68 @@ def test_500_and_429_are_retried_and_a_long_retry_after_waits_for_the_next_run(h
     assert outcome.attempts == attempts == len(http_server.hits("/hook"))
     if "Retry-After" in headers and attempts > 1:
         assert waits == [1.0, 1.0], "the receiver's Retry-After replaces the backoff"
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs the test fills up; skipped, with the reason printed, where mounting is impossible."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        reason = f"full-disk test skipped: cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode})"
+        print(reason)
+        pytest.skip(reason)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(path, keep_free: int) -> None:
+    """Fill the file system of `path` until only `keep_free` bytes are left."""
+    free = shutil.disk_usage(path).free - keep_free
+    with open(path / "filler", "wb") as out:
+        while free > 0:
+            chunk = min(free, 1 << 20)
+            out.write(os.urandom(chunk))
+            free -= chunk
+
+
+def store_files(lake) -> set[str]:
+    return {str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file()}
+
+
+def test_a_full_disk_fails_the_run_cleanly_and_the_next_run_finishes(small_disk, tmp_path, http_server):
+    db_path = small_disk / "newsmon.duckdb"
+    pages = 60
+    for i in range(pages):
+        http_server.route(f"/a/{i}.html", Response(200, article_html(i, words=3000), HTML))
+    links = [http_server.url(f"/a/{i}.html") for i in range(pages)]
+
+    def feed_then_fill(request):
+        if len(http_server.hits("/feed.xml")) == 2:  # the second run: the disk fills up as it starts
+            fill(small_disk, keep_free=256 * 1024)
+        return Response(200, rss(links[:10] if len(http_server.hits("/feed.xml")) == 1 else links), RSS)
+
+    http_server.route("/feed.xml", feed_then_fill)
+    config = simple_config(tmp_path, db_path, feeds=[http_server.url("/feed.xml")])
+    run_plain(config)  # 10 articles on a disk with room
+    with pytest.raises(Exception) as failure:
+        run_plain(config)
+    lake = db_path.with_suffix(".lake")
+    assert "disk is full" in str(failure.value) or "No space left" in str(failure.value)
+    (small_disk / "filler").unlink()
+    assert query(db_path, "SELECT status FROM runs ORDER BY started_at") == [("completed",), ("failed",)]
+    summary = run_plain(config)
+    assert summary.articles_new + 10 == pages or query(db_path, "SELECT count(*) FROM articles") == [(pages,)]
+    assert query(db_path, "SELECT count(*), count(DISTINCT url) FROM articles") == [(pages, pages)]
+    assert query(db_path, "SELECT status FROM runs ORDER BY started_at") == [
+        ("completed",), ("failed",), ("completed",)]
+    with sqlite3.connect(lake / "catalog.sqlite") as catalog:  # every file any kept snapshot refers to
+        known = {Path(r[0]).name for r in catalog.execute(
+            "SELECT path FROM ducklake_data_file UNION ALL SELECT path FROM ducklake_delete_file")}
+    leftovers = {f for f in store_files(lake) if f.startswith("data/") and Path(f).name not in known}
+    assert leftovers == set(), "no debris of the failed run outlives the next successful one"
+    assert not [f for f in store_files(lake) if f.startswith("tmp/") or f.endswith(".new")]
