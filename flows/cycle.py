@@ -19,11 +19,13 @@ from typing import Awaitable, Callable, Sequence
 
 from ingest.extract import article_from_entry, extract_article
 from ingest.fetch import Fetcher
-from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
+from ingest.models import (HTTP_ERROR, NETWORK_ERROR, OK, PARSE_ERROR, TIMEOUT, Article, FeedEntry,
+                           FeedResponse, FeedSource, FetchAttempt)
 from ingest.parse import FeedParseError, parse_feed
 from ingest.redact import redact
 from ingest.urls import host_of
 from storage import feeds as feed_store
+from storage import retries as retry_store
 from storage import runs as run_store
 from storage.db import transaction
 from storage.lock import RunInProgress, writer_lock
@@ -43,6 +45,9 @@ log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
 BATCHES_IN_FLIGHT = 4  # page batches downloading or waiting for extraction at once
 EXTRACT_PROCESS_MIN_PAGES = 50
+# A page that fails in a way that may pass (timeout, network error, HTTP 429/5xx) is tried again by the
+# next runs; the run that makes this many tries in all stores the story from the feed summary instead.
+PAGE_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class PageBatch:
     articles: tuple[Article, ...]
     attempts: tuple[FetchAttempt, ...]
     failed: int  # entries whose page could not be fetched or extracted (kept from the feed summary)
+    # (entry, outcome, error) of pages that failed transiently: worth another run (see PAGE_RUNS)
+    transient: tuple[tuple[FeedEntry, str, str | None], ...] = ()
 
 
 async def fetch_feed(fetcher: Fetcher, source: FeedSource) -> FeedResult:
@@ -90,36 +97,61 @@ async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool
     """Download pages concurrently; extraction runs in the worker `pool` while other downloads go on."""
     loop = asyncio.get_running_loop()
 
-    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool]:
+    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool, tuple | None]:
         page = await fetcher.fetch_page(entry)
         if page.outcome == OK:
             article = await loop.run_in_executor(pool, extract_article, page)
             if article is not None:
-                return article, page.attempts, False
+                return article, page.attempts, False, None
             failure = FetchAttempt(page.fetched_at, page.final_url, "article", page.status, PARSE_ERROR,
                                    "no article body found in the page", 0, len(page.body or b""))
-            return article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True
-        return article_from_entry(entry, page.fetched_at), page.attempts, True
+            return (article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True,
+                    None)
+        transient = (entry, page.outcome, page.error) if _transient(page.outcome, page.status) else None
+        return article_from_entry(entry, page.fetched_at), page.attempts, True, transient
 
     results = await asyncio.gather(*(one(e) for e in entries))
     return PageBatch(tuple(r[0] for r in results), tuple(a for r in results for a in r[1]),
-                     sum(1 for r in results if r[2]))
+                     sum(1 for r in results if r[2]), tuple(r[3] for r in results if r[3]))
 
 
-def new_entries(store: Store, results: Sequence[FeedResult]) -> list[FeedEntry]:
-    """Entries whose link is neither stored (as a canonical URL or as a link that led to one) nor seen earlier."""
+def _transient(outcome: str, status: int | None) -> bool:
+    """A failure that may pass by the next run: a timeout, a network error, HTTP 429 or 5xx."""
+    return outcome in (TIMEOUT, NETWORK_ERROR) or (outcome == HTTP_ERROR and status is not None
+                                                   and (status == 429 or status >= 500))
+
+
+def new_entries(store: Store, results: Sequence[FeedResult], waiting: Sequence[FeedEntry] = ()) -> list[FeedEntry]:
+    """Entries whose link is neither stored (as a canonical URL or as a link that led to one) nor seen earlier,
+    and the entries waiting for another try after a transient failure."""
     unique: dict[str, FeedEntry] = {}
     for result in results:
         for entry in result.entries:
             unique.setdefault(entry.url, entry)
+    for entry in waiting:
+        unique.setdefault(entry.url, entry)
     stored = known(store, list(unique))
     return [e for url, e in unique.items() if url not in stored]
 
 
 def store_batch(store: Store, batch: PageBatch, settings: Settings, run_id: str) -> StoreResult:
-    """Store one batch's articles and its fetch_log rows in one lake commit."""
-    return store_articles(store, prepare(batch.articles, settings.dedup), settings.dedup, run_id,
-                          also=lambda con: feed_store.log_attempts(con, batch.attempts, run_id))
+    """Store one batch's articles and its fetch_log rows in one lake commit.
+
+    A page that failed transiently waits in page_retries instead, until its PAGE_RUNS-th run."""
+    urls = [a.source_url for a in batch.articles if a.source_url]
+    tried = retry_store.attempts(store.con, urls)
+    wait = [(entry, tried.get(entry.url, 0) + 1, outcome, error) for entry, outcome, error in batch.transient
+            if tried.get(entry.url, 0) + 1 < PAGE_RUNS]
+    waiting = {entry.url for entry, *_ in wait}
+    articles = [a for a in batch.articles if a.source_url not in waiting]
+
+    def also(con) -> None:
+        feed_store.log_attempts(con, batch.attempts, run_id)
+        retry_store.forget(con, [u for u in tried if u not in waiting])
+        retry_store.save(con, wait, datetime.now(timezone.utc))
+
+    result = store_articles(store, prepare(articles, settings.dedup), settings.dedup, run_id, also=also)
+    return replace(result, waiting=tuple(sorted(waiting)))
 
 
 @dataclass
@@ -166,7 +198,8 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger) ->
         async with Fetcher(settings.fetch) as fetcher:
             sources = await resolve_sources(settings.feeds, fetcher, settings.secrets)
             results = await _read_feeds(con, fetcher, sources, stages, state, settings.secrets)
-            await _read_pages(store, fetcher, new_entries(store, results), settings, stages, state, progress)
+            entries = new_entries(store, results, retry_store.waiting(con))
+            await _read_pages(store, fetcher, entries, settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
         state.summary.alerts = stages.alerts(con, settings)
         _finish_run(con, state, "completed")

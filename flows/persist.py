@@ -43,6 +43,7 @@ class StoreResult:
     inserted: tuple[int, ...]  # ids of rows that were not there before
     new_stories: tuple[int, ...]  # inserted originals whose cluster has no earlier-stored member
     duplicates: tuple[Link, ...]  # links given to inserted rows that are copies
+    waiting: tuple[str, ...] = ()  # entry URLs not stored: their page failed transiently, tried again next run
 
 
 @dataclass

@@ -97,3 +97,29 @@ def test_newsmon_export_writes_the_named_file_only(store_config, tmp_path, capsy
     assert main(["export", "--config", store_config,
                  f"SELECT 1 AS x) TO '{tmp_path}/elsewhere.csv' (FORMAT csv); SELECT (1", str(out)]) == 1
     assert not (tmp_path / "elsewhere.csv").exists()
+
+
+# --- a page that failed transiently is tried again by the next runs, up to 3 runs ---------------
+
+def test_a_page_that_failed_transiently_is_tried_again_by_later_runs(tmp_path, db_path, http_server):
+    http_server.route("/a/1.html", [Response(503, b"busy"), Response(200, article_html(1), HTML)])
+    http_server.route("/a/2.html", Response(200, article_html(2), HTML, delay_s=3))  # always times out
+    http_server.route("/a/3.html", Response(404, b"gone"))  # final: stored from the summary at once
+    links = [http_server.url(f"/a/{i}.html") for i in (1, 2, 3)]
+    # The feed answers 304 after the first run: the waiting entries come from the store, not the feed.
+    http_server.route("/feed.xml", [Response(200, rss(links), {**RSS, "ETag": '"v1"'}), Response(304, b"")])
+    config = simple_config(tmp_path, db_path, feeds=[http_server.url("/feed.xml")],
+                           fetch="allow_private_networks = true\nretries = 0\ntimeout_s = 0.5")
+
+    first = run_plain(config)
+    assert (first.articles_new, first.pages_retry) == (1, 2)
+    assert query(db_path, "SELECT url, extraction FROM articles") == [(links[2], "feed_summary")]
+    second = run_plain(config)
+    assert (second.articles_new, second.pages_retry) == (1, 1)
+    assert query(db_path, "SELECT extraction FROM articles WHERE url = ?", [links[0]]) == [("trafilatura",)]
+    third = run_plain(config)
+    assert (third.articles_new, third.pages_retry) == (1, 0), "the third run gives up and keeps the summary"
+    assert query(db_path, "SELECT extraction FROM articles WHERE url = ?", [links[1]]) == [("feed_summary",)]
+    assert [len(http_server.hits(f"/a/{i}.html")) for i in (1, 2, 3)] == [2, 3, 1]
+    assert query(db_path, "SELECT count(*) FROM page_retries") == [(0,)]
+    assert query(db_path, "SELECT count(*), count(DISTINCT url) FROM articles") == [(3, 3)]
