@@ -91,5 +91,7 @@ retries = 0
             written += path.read_bytes().decode("latin-1")
     assert "Encountered" not in outputs[0]
     assert FEED_TOKEN not in written and HOOK_TOKEN not in written
-    assert query(db_path, "SELECT count(*) FROM articles WHERE feed_url LIKE '%/good/***.xml'") == [(2,)]
+    assert query(db_path, "SELECT count(*) FROM articles WHERE feed_url LIKE '%/good/***.xml'") == [(1,)]
+    assert query(db_path, "SELECT feed_url, last_outcome FROM page_retries") == [
+        (s.url("/good/***.xml"), "http_error")], "the 503 page waits for the next run, under the redacted feed"
     assert query(db_path, "SELECT count(*) FROM alert_matches") == [(1,)], "the rule's feed scope still matches"
