@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.from_thread
 import apprise
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
@@ -20,6 +22,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from alerts.channels import AppriseChannel, EmailChannel, WebhookChannel
 from alerts.render import USER_AGENT, apprise_body, apprise_title, webhook_body, webhook_headers
 from ingest.models import AlertHit
+from ingest.redact import redact
 from ingest.retry_after import retry_after_seconds
 
 BACKOFF_BASE_S = 0.2
@@ -93,12 +96,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _redact(text: str | None, secrets: Iterable[str | None]) -> str | None:
-    """Replace every secret in `text` with '***'."""
-    if text is None:
-        return None
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):  # a whole URL before its parts
-        text = text.replace(secret, "***")
-    return text
+    """Replace every secret standing as a whole token in `text` with '***'."""
+    return redact(text, secrets)
 
 
 def _url_secrets(urls: Iterable[str]) -> list[str]:
@@ -115,16 +114,58 @@ def _url_secrets(urls: Iterable[str]) -> list[str]:
 
 # --- webhook ---------------------------------------------------------------------------------
 
-def http_client() -> httpx.Client:
-    """The HTTP client for one run's webhooks: no redirects, small pool, newsmon User-Agent."""
-    # Per-request timeouts come from each channel; this default only covers a caller that forgets one.
-    # trust_env stays on so HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE work for outbound hooks.
-    return httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
-                        limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-                        headers={"User-Agent": USER_AGENT})
+class WebhookClient:
+    """One run's webhook client: an async httpx client on a private event-loop thread.
+
+    Each POST runs under anyio.fail_after(timeout_s): a hard deadline for the whole exchange
+    (connect, request, status line, headers, error body), so a receiver that trickles a byte a
+    second cannot hold a run (and its writer lock) past the channel's timeout_s. httpx's own
+    timeouts are per network operation and restart with every byte.
+    """
+
+    def __init__(self) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = None
+        self._client: httpx.AsyncClient | None = None
+
+    def __enter__(self) -> "WebhookClient":
+        self._portal = self._portal_cm.__enter__()
+        self._client = self._portal.call(self._open)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._portal.call(self._client.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    @staticmethod
+    async def _open() -> httpx.AsyncClient:
+        # trust_env stays on so HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE work for outbound hooks.
+        return httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
+                                 limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+                                 headers={"User-Agent": USER_AGENT})
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], deadline_s: float) -> tuple[int, httpx.Headers, str]:
+        """(status, headers, start of the body when not 2xx); raises TimeoutError past the deadline."""
+        return self._portal.call(self._post, url, body, headers, deadline_s)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str],
+                    deadline_s: float) -> tuple[int, httpx.Headers, str]:
+        with anyio.fail_after(deadline_s):
+            # A redirect would turn the POST into a GET and drop the body: report it instead of following.
+            async with self._client.stream("POST", url, content=body, headers=headers, timeout=deadline_s,
+                                           follow_redirects=False) as response:
+                detail = "" if response.is_success else await _peek(response)
+                return response.status_code, response.headers, detail
 
 
-def send_webhook(client: httpx.Client, channel: WebhookChannel, hit: AlertHit,
+def http_client() -> WebhookClient:
+    """The webhook client for one run (use as a context manager)."""
+    return WebhookClient()
+
+
+def send_webhook(client: WebhookClient, channel: WebhookChannel, hit: AlertHit,
                  *, sleep: Sleep = time.sleep) -> DeliveryOutcome:
     """POST one hit to the channel URL (signed when it has a secret); retries transient failures."""
     try:
@@ -141,29 +182,27 @@ def _webhook_secrets(channel: WebhookChannel) -> list[str | None]:
     return [channel.secret, *_url_secrets([channel.url])]
 
 
-def _post_once(client: httpx.Client, channel: WebhookChannel, body: bytes,
+def _post_once(client: WebhookClient, channel: WebhookChannel, body: bytes,
                headers: dict[str, str]) -> _Try:
-    """One POST; the status and any Retry-After become data."""
+    """One POST under a hard deadline; the status and any Retry-After become data."""
     try:
-        # A redirect would turn the POST into a GET and drop the body: report it instead of following.
-        with client.stream("POST", channel.url, content=body, headers=headers,
-                           timeout=channel.timeout_s, follow_redirects=False) as response:
-            if response.is_success:
-                return _Try(True)
-            return _http_failure(response, _peek(response))
+        status, response_headers, detail = client.post(channel.url, body, headers, channel.timeout_s)
     except httpx.UnsupportedProtocol as exc:
         return _Try(False, _describe(exc))
-    except httpx.TimeoutException as exc:
+    except (TimeoutError, httpx.TimeoutException) as exc:
         return _Try(False, f"timeout after {channel.timeout_s:g}s ({type(exc).__name__})", transient=True)
     except httpx.TransportError as exc:
         return _Try(False, _describe(exc), transient=True)
+    if 200 <= status < 300:
+        return _Try(True)
+    return _http_failure(status, response_headers, detail)
 
 
-def _http_failure(response: httpx.Response, detail: str) -> _Try:
+def _http_failure(status: int, headers: httpx.Headers, detail: str) -> _Try:
     """A non-2xx answer: 429 and 5xx are transient, anything else is final."""
-    transient = response.status_code == 429 or response.status_code >= 500
-    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if transient else None
-    error = f"HTTP {response.status_code}"
+    transient = status == 429 or status >= 500
+    retry_after = retry_after_seconds(headers.get("Retry-After")) if transient else None
+    error = f"HTTP {status}"
     if retry_after is not None:
         error += f" (Retry-After {retry_after:g}s)"
     if detail:
@@ -171,10 +210,10 @@ def _http_failure(response: httpx.Response, detail: str) -> _Try:
     return _Try(False, error, transient=transient, retry_after=retry_after)
 
 
-def _peek(response: httpx.Response) -> str:
+async def _peek(response: httpx.Response) -> str:
     """The start of an error response body on one line, without reading all of it."""
     try:
-        for chunk in response.iter_bytes():
+        async for chunk in response.aiter_bytes():
             return " ".join(chunk[:ERROR_DETAIL_CHARS].decode("utf-8", "replace").split())
     except httpx.HTTPError:
         pass  # the status alone is still a useful error

@@ -24,6 +24,9 @@ TEXT = "text"
 FIELDS = (TITLE, TEXT)
 MIN_PREFIX = 2  # a one-letter prefix would make a rule a candidate for nearly every article
 _STEM = 4  # prefixes are indexed by at most this many leading letters
+# Groups, NOTs and field scopes nest at most this deep: far beyond any real rule, and well inside
+# Python's recursion limit, which the parser, the compiler and the matcher all walk the tree with.
+MAX_DEPTH = 32
 
 
 class QueryError(ValueError):
@@ -242,6 +245,13 @@ class _Parser:
     def __init__(self, query: str) -> None:
         self.toks = _lex(query)
         self.i = 0
+        self.depth = 0
+
+    def nest(self, tok: _Tok) -> None:
+        """Enter one more level of nesting; refuse a rule nested deeper than MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(f"nested more than {MAX_DEPTH} levels deep (parentheses, NOT, field scopes)", tok.col)
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -271,8 +281,12 @@ class _Parser:
 
     def unary(self) -> Node:
         if self.peek().kind == "NOT":
-            self.operand_follows(self.take())
-            return Not(self.unary())
+            op = self.take()
+            self.operand_follows(op)
+            self.nest(op)
+            child = self.unary()
+            self.depth -= 1
+            return Not(child)
         return self.near()
 
     def near(self) -> Node:
@@ -297,7 +311,10 @@ class _Parser:
         if tok.kind == "FIELD":
             if self.peek().kind not in ("WORD", "PHRASE", "(", "FIELD"):
                 raise QueryError(f"{tok.text} needs a word, phrase or parenthesised group after it", tok.col)
-            return _scoped(self.primary(), tok.value, tok.col)
+            self.nest(tok)
+            node = _scoped(self.primary(), tok.value, tok.col)
+            self.depth -= 1
+            return node
         if tok.kind == "(":
             return self.group(tok)
         raise _misplaced(tok)
@@ -305,9 +322,11 @@ class _Parser:
     def group(self, opening: _Tok) -> Node:
         if self.peek().kind == ")":
             raise QueryError("empty parentheses", opening.col)
+        self.nest(opening)
         node = self.or_expr()
         if self.take().kind != ")":
             raise QueryError("unbalanced parenthesis", opening.col)
+        self.depth -= 1
         return node
 
 

@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/render_email_png.py [--out docs/email.png] [--html e
 The hits are real: the fixture feeds are parsed, the pages extracted and matched against two rules exactly
 as an ingest run would. De-duplication is not run: the exact wire copy is left out by name, and the partner's
 updated dispatch stands in for a follow-up story. Nothing touches the network: pages are read from
-tests/fixtures/site and Chromium loads a local file only.
+flows/demo_site and Chromium loads a local file only.
 Without a Chromium binary the script says so and exits 0; it is a documentation tool, not a test.
 """
 from __future__ import annotations

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import sys
@@ -30,7 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one readable line; --debug (or NEWSMON_DEBUG=1) shows the traceback
         if args.debug:
             raise
-        print(f"newsmon: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from ingest.redact import redact
+
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())  # DuckDB errors span lines
+        print(redact(f"newsmon: error: {text}", getattr(args, "secrets", ())), file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -58,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "json", "csv"), default="table",
                      help="table (default), json (one array of row objects) or csv")
     sql.add_argument("--max-width", type=int, default=60, help="table format: truncate cells to this many characters")
+    sql.add_argument("--timeout", type=_seconds, default=60.0,
+                     help="stop the query after this many seconds (default 60; 0: no limit)")
     command("attach", cmd_attach, "print the SQL that attaches the store read-only in a duckdb client")
     imp = command("import", cmd_import, "import articles from Parquet or JSON Lines files (.jsonl, .jsonl.gz)")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -97,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--since", type=since_arg, help="7d, 12h or a date")
     export.add_argument("--originals", action="store_true", help="leave out copies of other articles")
     export.add_argument("--query", help="only articles matching this search query")
+    export.add_argument("--sql", metavar="SELECT", help="write the result of this read-only query instead of articles")
+    export.add_argument("--timeout", type=_seconds, default=600.0,
+                        help="--sql: stop after this many seconds (default 600; 0: no limit)")
     demo = sub.add_parser("demo", help="serve the bundled fixture site and run one cycle into ./newsmon-demo.duckdb")
     demo.add_argument("--database", default="newsmon-demo.duckdb")
     demo.set_defaults(handler=cmd_demo)
@@ -108,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args.config))
+    settings = load_settings(config_path(args.config))
+    args.secrets = settings.secrets  # so that main() can redact them from an error line
+    return settings
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -136,10 +147,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"newsmon: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return run_and_report(settings, shard)
+    return run_and_report(settings, shard, debug=args.debug)
 
 
-def run_and_report(settings: Settings, shard=None) -> int:
+class _NewsmonLinesOnly(logging.Filter):
+    """The terminal shows newsmon's own log lines; Prefect's engine chatter ("Beginning flow run",
+    "Encountered exception" with its traceback, "Finished in state Failed") still goes to the
+    Prefect API and its UI, and the CLI prints the one-line error itself."""
+
+    def __init__(self, prefect_dir: str) -> None:
+        super().__init__()
+        self.prefect_dir = prefect_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.pathname.startswith(self.prefect_dir):
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_prefect_console() -> None:
+    """Filter the console handler Prefect installs on the root logger (see _NewsmonLinesOnly)."""
+    import prefect
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    prefect_dir = str(Path(prefect.__file__).resolve().parent)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _NewsmonLinesOnly) for f in handler.filters):
+            handler.addFilter(_NewsmonLinesOnly(prefect_dir))
+
+
+def run_and_report(settings: Settings, shard=None, debug: bool = False) -> int:
     """Run one ingest cycle and print the one-screen summary.
 
     With a Prefect API configured (PREFECT_API_URL: a server, `newsmon serve`, a worker) the cycle runs
@@ -150,7 +189,12 @@ def run_and_report(settings: Settings, shard=None) -> int:
         prepare_prefect(settings)
         from flows.ingest import ingest_flow  # prefect is imported only now, after its environment is set
 
-        summary = asyncio.run(ingest_flow(str(settings.path), str(shard) if shard else None))
+        from flows.logredact import redacted_logs
+
+        if not debug:
+            quiet_prefect_console()
+        with redacted_logs(settings.secrets):  # the engine's own records too, made outside the cycle
+            summary = asyncio.run(ingest_flow(str(settings.path), str(shard) if shard else None))
     else:
         summary = _run_without_prefect(settings, shard)
     print(f"newsmon run: {settings.database}")
@@ -160,8 +204,6 @@ def run_and_report(settings: Settings, shard=None) -> int:
 
 
 def _run_without_prefect(settings: Settings, shard=None):
-    import logging
-
     from flows.cycle import run_cycle
     from flows.progress import terminal_progress
 
@@ -189,19 +231,28 @@ def cmd_digest(args: argparse.Namespace) -> int:
     prepare_prefect(settings)
     from flows.digest import digest_flow
 
+    if not args.debug:
+        quiet_prefect_console()
     report = asyncio.run(digest_flow(str(settings.path)))
     print(f"digest: {report['delivered']} delivered, {report['pending']} pending, {report['failed']} failed")
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (0 <= value <= 86400):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, got {text}")
+    return value
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from flows.output import print_csv, print_json
-    from storage.db import open_reader, run_query
+    from storage.db import open_sandbox, run_query
 
     settings = _settings(args)
-    con = open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)
+    con = open_sandbox(settings.database, settings.storage.memory_limit, shared=settings.storage.shared)
     try:
-        columns, rows = run_query(con, args.query)
+        columns, rows = run_query(con, args.query, args.timeout or None)
     finally:
         con.close()
     if args.format == "json":
@@ -402,6 +453,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from storage.exports import export_articles
 
     settings = _settings(args)
+    if args.sql is not None:
+        return _export_sql(settings, args)
     ids = None
     if args.query is not None:
         from flows.search import matching_ids
@@ -418,6 +471,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         con.close()
     print(f"export: {count} article(s) to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_sql(settings: Settings, args: argparse.Namespace) -> int:
+    """`export OUT --sql Q`: a query's result in a sandbox that can write only OUT."""
+    from storage.db import export_query, open_sandbox
+
+    if args.since or args.originals or args.query:
+        print("newsmon export: --sql goes alone (put --since, --originals, --query conditions in the SELECT)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    con = open_sandbox(settings.database, settings.storage.memory_limit, writable=args.out,
+                       shared=settings.storage.shared)
+    try:
+        rows = export_query(con, args.sql, args.out, args.timeout or None)
+    finally:
+        con.close()
+    print(f"export: {rows} row(s) written to {args.out}")
     return EXIT_OK
 
 
@@ -442,7 +513,7 @@ def cmd_alerts_feed(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo(Path(args.database))
+    return run_demo(Path(args.database), lambda settings: run_and_report(settings, debug=args.debug))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -5,12 +5,19 @@ Every problem is reported as one line naming the file, the key and what is wrong
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+from datetime import datetime, timezone
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from cronsim import CronSim, CronSimError
 
 from alerts.channels import DIGEST, IMMEDIATE, AppriseChannel, Channel, EmailChannel, WebhookChannel
 from alerts.query import QueryError, Rule, parse
@@ -61,6 +68,21 @@ class Schedule:
     timezone: str = "UTC"
 
 
+# The range of every number in the file (README, *Configuration*): beyond these a value is a typo or
+# an attack on the run itself (`retries = 2**63-1` with no backoff is a flood, `timeout_s = nan` no deadline).
+FETCH_RANGES: dict[str, tuple[float, float]] = {
+    "timeout_s": (0.1, 600), "connect_timeout_s": (0.1, 120), "max_bytes": (1024, 1_000_000_000),
+    "concurrency": (1, 1000), "per_host": (1, 100), "per_host_delay_s": (0, 3600), "retries": (0, 10),
+    "backoff_s": (0, 60), "max_retry_after_s": (0, 3600), "max_redirects": (0, 20),
+}
+CHANNEL_RANGES: dict[str, tuple[float, float]] = {
+    "timeout_s": (0.1, 300), "retries": (0, 10), "max_attempts": (1, 1000), "smtp_port": (1, 65535),
+}
+DEDUP_RANGES: dict[str, tuple[float, float]] = {"shingle": (1, 20), "min_words": (0, 100_000),
+                                                "near_window_days": (1, 3650)}
+ALERT_RANGES: dict[str, tuple[float, float]] = {"min_words": (0, 1_000_000), "max_per_run": (0, 1_000_000)}
+
+
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -95,6 +117,8 @@ class Settings:
     channels: Mapping[str, Channel] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
     alert_feeds: AlertFeeds = field(default_factory=AlertFeeds)
+    # Every value a ${VAR} expanded to: redacted from whatever newsmon writes (store, logs, errors).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -123,9 +147,12 @@ class _Reader:
     def __init__(self, path: Path, env: Mapping[str, str]) -> None:
         self.path = path
         self.env = env
+        self.secrets: list[str] = []
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.path, key, problem)
+        from ingest.redact import redact
+
+        return ConfigError(self.path, key, redact(problem, self.secrets))
 
     def settings(self, raw: dict) -> Settings:
         self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule", "alert_feeds"})
@@ -133,18 +160,20 @@ class _Reader:
         self.only(storage, "storage", {"database", "memory_limit", "snapshot_retention_days", "catalog", "data_path",
                                        "s3"})
         channels = self.channels(self.table(raw, "channels"))
-        database = self.string(storage, "storage.database", "database", "data/newsmon.duckdb")
+        database = self.database(self.string(storage, "storage.database", "database", "data/newsmon.duckdb"))
+        feeds = tuple(self.feed(f, i) for i, f in enumerate(self.array(raw, "feeds")))
         return Settings(
             path=self.path,
-            database=self.relative(database),
+            database=database,
             storage=self.storage_policy(storage),
             fetch=self.dataclass_table(raw, "fetch", FetchPolicy),
             dedup=self.dedup(self.table(raw, "dedup")),
-            feeds=tuple(self.feed(f, i) for i, f in enumerate(self.array(raw, "feeds"))),
+            feeds=feeds,
             alerts=self.alerts(self.array(raw, "alerts"), channels),
             channels=channels,
             schedule=self.schedule(self.table(raw, "schedule")),
             alert_feeds=self.alert_feeds(self.table(raw, "alert_feeds")),
+            secrets=tuple(dict.fromkeys(self.secrets)),
         )
 
     # -- generic checks -------------------------------------------------------------
@@ -191,13 +220,41 @@ class _Reader:
             name = match.group(1)
             if name not in self.env:
                 raise self.fail(key, f"environment variable {name} is not set")
+            if self.env[name]:
+                self.secrets.append(self.env[name])
             return self.env[name]
 
         return _VAR.sub(lookup, value)
 
-    def positive(self, key: str, value: float | int, allow_zero: bool = False) -> None:
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(key, f"must be {'zero or ' if allow_zero else ''}positive, got {value}")
+    def bounded(self, key: str, value: float | int, lo: float, hi: float) -> None:
+        """A finite number within [lo, hi]."""
+        if not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number, got {value}")
+        if not lo <= value <= hi:
+            raise self.fail(key, f"must be between {_number(lo)} and {_number(hi)}, got {_number(value)}")
+
+    def number(self, table: dict, key: str, name: str, kind: type, default: Any, limits: tuple[float, float]) -> Any:
+        """A typed number within its documented range."""
+        value = self.typed(table, key, name, kind, default)
+        if value is not None:
+            self.bounded(key, value, *limits)
+        return value
+
+    def http_url(self, key: str, value: str | None) -> None:
+        """An http(s) URL with a host and a valid port."""
+        problem = url_problem(value or "")
+        if problem:
+            raise self.fail(key, problem)
+
+    def database(self, value: str) -> Path:
+        """The store's path: a file name in a folder newsmon can create and write."""
+        if not value or not value.strip():
+            raise self.fail("storage.database", "must not be empty")
+        path = self.relative(value)
+        problem = store_path_problem(path)
+        if problem:
+            raise self.fail("storage.database", problem)
+        return path
 
     def relative(self, value: str) -> Path:
         # Paths in the file are relative to the file, so a scheduled run from any folder finds the same data.
@@ -214,7 +271,7 @@ class _Reader:
                 kind = type(f.default)
                 value = self.typed(table, f"{name}.{key}", key, kind, f.default)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.positive(f"{name}.{key}", value, allow_zero=key in _ZERO_OK)
+                    self.bounded(f"{name}.{key}", value, *FETCH_RANGES[key])
                 values[key] = self.expand(f"{name}.{key}", value) if isinstance(value, str) else value
         return cls(**values)
 
@@ -277,17 +334,12 @@ class _Reader:
     def dedup(self, table: dict) -> DedupParams:
         self.only(table, "dedup", {"near_threshold", "shingle", "min_words", "near_window_days"})
         threshold = self.typed(table, "dedup.near_threshold", "near_threshold", float, None)
-        if threshold is not None and not 0.0 < threshold <= 1.0:
+        if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
             raise self.fail("dedup.near_threshold", f"must be in (0, 1], got {threshold}")
-        shingle = self.typed(table, "dedup.shingle", "shingle", int, None)
-        if shingle is not None:
-            self.positive("dedup.shingle", shingle)
-        min_words = self.typed(table, "dedup.min_words", "min_words", int, None)
-        if min_words is not None:
-            self.positive("dedup.min_words", min_words, allow_zero=True)
-        window = self.typed(table, "dedup.near_window_days", "near_window_days", int, None)
-        if window is not None and not 1 <= window <= 3650:
-            raise self.fail("dedup.near_window_days", f"must be between 1 and 3650, got {window}")
+        shingle = self.number(table, "dedup.shingle", "shingle", int, None, DEDUP_RANGES["shingle"])
+        min_words = self.number(table, "dedup.min_words", "min_words", int, None, DEDUP_RANGES["min_words"])
+        window = self.number(table, "dedup.near_window_days", "near_window_days", int, None,
+                             DEDUP_RANGES["near_window_days"])
         given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words, "near_window_days": window}
         try:
             return DedupParams(**{k: v for k, v in given.items() if v is not None})
@@ -303,8 +355,8 @@ class _Reader:
         url = self.string(table, f"{where}.url", "url")
         site = self.string(table, f"{where}.site", "site")
         for key, value in (("url", url), ("site", site)):
-            if value is not None and not value.startswith(("http://", "https://")):
-                raise self.fail(f"{where}.{key}", f"must be an http(s) URL, got {value!r}")
+            if value is not None:
+                self.http_url(f"{where}.{key}", value)
         opml = self.string(table, f"{where}.opml", "opml")
         opml_path = self.relative(opml) if opml else None
         if opml_path is not None and not opml_path.is_file():
@@ -339,11 +391,13 @@ class _Reader:
         for channel in names:
             if channel not in channels:
                 raise self.fail(f"{where}.channels", f"channel {channel!r} is not defined in [channels]")
-        min_words = self.typed(table, f"{where}.min_words", "min_words", int, 0)
-        max_per_run = self.typed(table, f"{where}.max_per_run", "max_per_run", int, 0)
-        self.positive(f"{where}.min_words", min_words, allow_zero=True)
-        self.positive(f"{where}.max_per_run", max_per_run, allow_zero=True)
-        rule = Rule(name=name, query=query, node=node, feeds=self.strings(table, f"{where}.feeds", "feeds"),
+        min_words = self.number(table, f"{where}.min_words", "min_words", int, 0, ALERT_RANGES["min_words"])
+        max_per_run = self.number(table, f"{where}.max_per_run", "max_per_run", int, 0, ALERT_RANGES["max_per_run"])
+        from ingest.redact import redact
+
+        # Feeds are known by their redacted URL (a ${VAR} secret never reaches the store), so are rule scopes.
+        feeds = tuple(redact(f, self.secrets) for f in self.strings(table, f"{where}.feeds", "feeds"))
+        rule = Rule(name=name, query=query, node=node, feeds=feeds,
                     languages=tuple(x.lower() for x in self.strings(table, f"{where}.languages", "languages")),
                     min_words=min_words)
         cooldown = self.duration(f"{where}.cooldown", self.string(table, f"{where}.cooldown", "cooldown"))
@@ -352,8 +406,7 @@ class _Reader:
     def alert_feeds(self, table: dict) -> AlertFeeds:
         self.only(table, "alert_feeds", {"atom_dir", "entries"})
         atom_dir = self.string(table, "alert_feeds.atom_dir", "atom_dir")
-        entries = self.typed(table, "alert_feeds.entries", "entries", int, AlertFeeds.entries)
-        self.positive("alert_feeds.entries", entries)
+        entries = self.number(table, "alert_feeds.entries", "entries", int, AlertFeeds.entries, (1, 10_000))
         return AlertFeeds(atom_dir=self.relative(atom_dir) if atom_dir else None, entries=entries)
 
     def duration(self, key: str, value: str | None) -> int:
@@ -384,23 +437,20 @@ class _Reader:
         schedule = self.string(body, f"{where}.schedule", "schedule", "daily" if mode == DIGEST else None)
         if mode == DIGEST and schedule not in _DIGEST_SCHEDULES:
             raise self.fail(f"{where}.schedule", f"must be one of {', '.join(_DIGEST_SCHEDULES)}, got {schedule!r}")
-        retries = self.typed(body, f"{where}.retries", "retries", int, 2)
-        max_attempts = self.typed(body, f"{where}.max_attempts", "max_attempts", int, 10)
-        self.positive(f"{where}.retries", retries, allow_zero=True)
-        self.positive(f"{where}.max_attempts", max_attempts)
+        retries = self.number(body, f"{where}.retries", "retries", int, 2, CHANNEL_RANGES["retries"])
+        max_attempts = self.number(body, f"{where}.max_attempts", "max_attempts", int, 10,
+                                   CHANNEL_RANGES["max_attempts"])
         return {"mode": mode, "schedule": schedule, "retries": retries, "max_attempts": max_attempts}
 
     def webhook(self, name: str, where: str, body: dict) -> WebhookChannel:
         self.only(body, where, {"type", "url", "secret", "format", "timeout_s", "retries", "max_attempts", "mode",
                                 "schedule"})
         url = self.string(body, f"{where}.url", "url")
-        if not url or not url.startswith(("http://", "https://")):
-            raise self.fail(f"{where}.url", "must be an http(s) URL")
+        self.http_url(f"{where}.url", url)
         fmt = self.string(body, f"{where}.format", "format", "json")
         if fmt not in ("json", "slack"):
             raise self.fail(f"{where}.format", f"must be 'json' or 'slack', got {fmt!r}")
-        timeout = self.typed(body, f"{where}.timeout_s", "timeout_s", float, 10.0)
-        self.positive(f"{where}.timeout_s", timeout)
+        timeout = self.number(body, f"{where}.timeout_s", "timeout_s", float, 10.0, CHANNEL_RANGES["timeout_s"])
         common = self.delivery_common(where, body)
         if common["mode"] == DIGEST:
             raise self.fail(f"{where}.mode", "digest mode is for email channels; webhooks send one POST per hit")
@@ -416,13 +466,19 @@ class _Reader:
         for key, value in (("smtp_host", host), ("from", sender), ("to", to)):
             if not value:
                 raise self.fail(f"{where}.{key}", "is required")
+        if any(ord(c) < 32 or c == "\x7f" for c in host):
+            raise self.fail(f"{where}.smtp_host", "must not contain control characters")
+        for key, address in [("from", sender)] + [("to", a) for a in to]:
+            problem = address_problem(address)
+            if problem:
+                raise self.fail(f"{where}.{key}", problem)
         starttls = self.typed(body, f"{where}.starttls", "starttls", bool, False)
         use_ssl = self.typed(body, f"{where}.ssl", "ssl", bool, False)
         if starttls and use_ssl:
             raise self.fail(f"{where}.ssl", "choose one of ssl (implicit TLS, port 465) and starttls (port 587)")
-        port = self.typed(body, f"{where}.smtp_port", "smtp_port", int, 465 if use_ssl else 587 if starttls else 25)
-        timeout = self.typed(body, f"{where}.timeout_s", "timeout_s", float, 20.0)
-        self.positive(f"{where}.timeout_s", timeout)
+        port = self.number(body, f"{where}.smtp_port", "smtp_port", int, 465 if use_ssl else 587 if starttls else 25,
+                           CHANNEL_RANGES["smtp_port"])
+        timeout = self.number(body, f"{where}.timeout_s", "timeout_s", float, 20.0, CHANNEL_RANGES["timeout_s"])
         return EmailChannel(name=name, smtp_host=host, sender=sender, to=to, smtp_port=port, starttls=starttls,
                             ssl=use_ssl, username=self.string(body, f"{where}.username", "username"),
                             password=self.string(body, f"{where}.password", "password"), timeout_s=timeout,
@@ -442,8 +498,10 @@ class _Reader:
         self.only(table, "schedule", {"ingest", "digest", "timezone"})
         values = {k: self.string(table, f"schedule.{k}", k) for k in ("ingest", "digest", "timezone") if k in table}
         for key in ("ingest", "digest"):
-            if key in values and len(values[key].split()) != 5:
-                raise self.fail(f"schedule.{key}", f"must be a 5-field cron expression, got {values[key]!r}")
+            if key in values:
+                problem = cron_problem(values[key])
+                if problem:
+                    raise self.fail(f"schedule.{key}", problem)
         if "timezone" in values:
             try:
                 from zoneinfo import ZoneInfo
@@ -478,7 +536,74 @@ def _conninfo_problem(conninfo: str) -> str | None:
     return None
 
 
-_ZERO_OK = {"retries", "per_host_delay_s", "backoff_s", "max_retry_after_s", "max_redirects"}
+def _number(value: float) -> str:
+    """1000000000 -> '1_000_000_000' (as TOML writes it), 0.5 -> '0.5'."""
+    return f"{int(value):_}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not a usable http(s) URL (scheme, host, port), or None."""
+    if any(ord(c) < 33 or c == "\x7f" for c in url):
+        return "must be an http(s) URL without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of 0-65535 or not a number
+    except ValueError as exc:
+        return f"must be an http(s) URL with a valid port ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http(s) URL"
+    if not parts.hostname:
+        return "must be an http(s) URL with a host name"
+    if port == 0:
+        return "must be an http(s) URL with a port between 1 and 65535"
+    return None
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` is not one plain e-mail address (user@domain), or None."""
+    if any(ord(c) < 32 or c == "\x7f" for c in address):
+        return "must be one e-mail address, without line breaks or control characters"
+    try:
+        parsed = Address(addr_spec=address)
+    except (HeaderParseError, ValueError, IndexError) as exc:
+        return f"must be one e-mail address such as news@example.org ({' '.join(str(exc).split())})"
+    if not parsed.domain or parsed.addr_spec != address:
+        return "must be one e-mail address such as news@example.org"
+    return None
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why `expression` is not a valid 5-field cron expression, or None."""
+    if len(expression.split()) != 5:
+        return f"must be a 5-field cron expression, got {expression!r}"
+    try:
+        CronSim(expression, datetime.now(timezone.utc))
+    except (CronSimError, ValueError) as exc:
+        return f"not a valid cron expression ({exc}): {expression!r}"
+    return None
+
+
+def store_path_problem(database: Path) -> str | None:
+    """Why newsmon could not keep its store beside `database`, or None.
+
+    The store is the folder `<name>.lake/` next to `database`: it (or the nearest existing folder
+    above it) must be a writable directory, and `database` itself must not be a directory.
+    """
+    from storage.paths import store_dir
+
+    if database.is_dir():
+        return f"{database} is a directory; give a file name such as {database / 'newsmon.duckdb'}"
+    target = store_dir(database)
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory, so {target} cannot be created"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable (read-only folder or file system), so the store cannot be written"
+    return None
 
 
 def _kind(value: Any) -> str:

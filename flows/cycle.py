@@ -9,6 +9,7 @@ import asyncio
 from collections import deque
 from contextlib import nullcontext
 import logging
+import os
 import time
 import uuid
 import multiprocessing
@@ -19,16 +20,21 @@ from typing import Awaitable, Callable, Sequence
 
 from ingest.extract import article_from_entry, extract_article
 from ingest.fetch import Fetcher
-from ingest.models import OK, PARSE_ERROR, Article, FeedEntry, FeedResponse, FeedSource, FetchAttempt
+from ingest.models import (HTTP_ERROR, NETWORK_ERROR, OK, PARSE_ERROR, TIMEOUT, Article, FeedEntry,
+                           FeedResponse, FeedSource, FetchAttempt)
 from ingest.parse import FeedParseError, parse_feed
+from ingest.redact import redact
 from ingest.urls import host_of
 from storage import feeds as feed_store
+from storage import retries as retry_store
 from storage import runs as run_store
 from storage.db import commit_retries, write
 from storage.lock import RunInProgress, writer_lock
 
 from flows.alert_feeds import write_alert_feeds
 from flows.config import Settings
+from flows.logredact import redacted_logs
+from flows.deathsig import PARENT_VARIABLE, die_with_parent
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
 from flows.maintenance import maintain, maintain_shared
@@ -42,6 +48,9 @@ log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
 BATCHES_IN_FLIGHT = 4  # page batches downloading or waiting for extraction at once
 EXTRACT_PROCESS_MIN_PAGES = 50
+# A page that fails in a way that may pass (timeout, network error, HTTP 429/5xx) is tried again by the
+# next runs; the run that makes this many tries in all stores the story from the feed summary instead.
+PAGE_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class PageBatch:
     articles: tuple[Article, ...]
     attempts: tuple[FetchAttempt, ...]
     failed: int  # entries whose page could not be fetched or extracted (kept from the feed summary)
+    # (entry, outcome, error) of pages that failed transiently: worth another run (see PAGE_RUNS)
+    transient: tuple[tuple[FeedEntry, str, str | None], ...] = ()
 
 
 async def fetch_feed(fetcher: Fetcher, source: FeedSource) -> FeedResult:
@@ -89,36 +100,61 @@ async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool
     """Download pages concurrently; extraction runs in the worker `pool` while other downloads go on."""
     loop = asyncio.get_running_loop()
 
-    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool]:
+    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool, tuple | None]:
         page = await fetcher.fetch_page(entry)
         if page.outcome == OK:
             article = await loop.run_in_executor(pool, extract_article, page)
             if article is not None:
-                return article, page.attempts, False
+                return article, page.attempts, False, None
             failure = FetchAttempt(page.fetched_at, page.final_url, "article", page.status, PARSE_ERROR,
                                    "no article body found in the page", 0, len(page.body or b""))
-            return article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True
-        return article_from_entry(entry, page.fetched_at), page.attempts, True
+            return (article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True,
+                    None)
+        transient = (entry, page.outcome, page.error) if _transient(page.outcome, page.status) else None
+        return article_from_entry(entry, page.fetched_at), page.attempts, True, transient
 
     results = await asyncio.gather(*(one(e) for e in entries))
     return PageBatch(tuple(r[0] for r in results), tuple(a for r in results for a in r[1]),
-                     sum(1 for r in results if r[2]))
+                     sum(1 for r in results if r[2]), tuple(r[3] for r in results if r[3]))
 
 
-def new_entries(store: Store, results: Sequence[FeedResult]) -> list[FeedEntry]:
-    """Entries whose link is neither stored (as a canonical URL or as a link that led to one) nor seen earlier."""
+def _transient(outcome: str, status: int | None) -> bool:
+    """A failure that may pass by the next run: a timeout, a network error, HTTP 429 or 5xx."""
+    return outcome in (TIMEOUT, NETWORK_ERROR) or (outcome == HTTP_ERROR and status is not None
+                                                   and (status == 429 or status >= 500))
+
+
+def new_entries(store: Store, results: Sequence[FeedResult], waiting: Sequence[FeedEntry] = ()) -> list[FeedEntry]:
+    """Entries whose link is neither stored (as a canonical URL or as a link that led to one) nor seen earlier,
+    and the entries waiting for another try after a transient failure."""
     unique: dict[str, FeedEntry] = {}
     for result in results:
         for entry in result.entries:
             unique.setdefault(entry.url, entry)
+    for entry in waiting:
+        unique.setdefault(entry.url, entry)
     stored = known(store, list(unique))
     return [e for url, e in unique.items() if url not in stored]
 
 
 def store_batch(store: Store, batch: PageBatch, settings: Settings, run_id: str) -> StoreResult:
-    """Store one batch's articles and its fetch_log rows in one lake commit."""
-    return store_articles(store, prepare(batch.articles, settings.dedup), settings.dedup, run_id,
-                          also=lambda con: feed_store.log_attempts(con, batch.attempts, run_id))
+    """Store one batch's articles and its fetch_log rows in one lake commit.
+
+    A page that failed transiently waits in page_retries instead, until its PAGE_RUNS-th run."""
+    urls = [a.source_url for a in batch.articles if a.source_url]
+    tried = retry_store.attempts(store.con, urls)
+    wait = [(entry, tried.get(entry.url, 0) + 1, outcome, error) for entry, outcome, error in batch.transient
+            if tried.get(entry.url, 0) + 1 < PAGE_RUNS]
+    waiting = {entry.url for entry, *_ in wait}
+    articles = [a for a in batch.articles if a.source_url not in waiting]
+
+    def also(con) -> None:
+        feed_store.log_attempts(con, batch.attempts, run_id)
+        retry_store.forget(con, [u for u in tried if u not in waiting])
+        retry_store.save(con, wait, datetime.now(timezone.utc))
+
+    result = store_articles(store, prepare(articles, settings.dedup), settings.dedup, run_id, also=also)
+    return replace(result, waiting=tuple(sorted(waiting)))
 
 
 @dataclass
@@ -152,7 +188,8 @@ async def run_cycle(settings: Settings, stages: Stages | None = None, progress=N
     """
     logger = logger or log
     try:
-        with writer_lock(settings.database) if settings.storage.shared is None else nullcontext():
+        with redacted_logs(settings.secrets), \
+                (writer_lock(settings.database) if settings.storage.shared is None else nullcontext()):
             return await _locked_cycle(settings, stages or Stages(), progress, logger, shard)
     except RunInProgress as exc:
         logger.warning("skipped: %s", exc)
@@ -174,11 +211,12 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger, sh
     try:
         if not store.keys.shared:
             state.summary.upgraded = upgrade_legacy(store, settings, logger)
-        _start_run(con, state)
+        _start_run(con, state, only_writer=not store.keys.shared)
         async with Fetcher(settings.fetch) as fetcher:
-            sources = select(await resolve_sources(settings.feeds, fetcher), shard)
-            results = await _read_feeds(con, fetcher, sources, stages, state)
-            await _read_pages(store, fetcher, new_entries(store, results), settings, stages, state, progress)
+            sources = select(await resolve_sources(settings.feeds, fetcher, settings.secrets), shard)
+            results = await _read_feeds(con, fetcher, sources, stages, state, settings.secrets)
+            entries = new_entries(store, results, retry_store.waiting(con))
+            await _read_pages(store, fetcher, entries, settings, stages, state, progress)
         _record_feeds(con, results, state)  # validators only once every entry is stored: a crash re-reads the feed
         state.summary.alerts = stages.alerts(con, settings, **({"keys": store.keys} if store.keys.shared else {}))
         state.summary.commit_retries = commit_retries() - retries_before
@@ -202,16 +240,26 @@ def _claim_scope(store: Store, shard: Shard | None) -> None:
 
 
 async def _read_feeds(con, fetcher: Fetcher, sources: Sequence[FeedSource], stages: Stages,
-                      state: _RunState) -> list[FeedResult]:
+                      state: _RunState, secrets: Sequence[str] = ()) -> list[FeedResult]:
     write(con, lambda con: feed_store.sync_feeds(con, sources))
     due, waiting = due_feeds(feed_store.feed_states(con), sources, state.started)
     state.summary.feeds_backing_off = len(waiting)
-    results = list(await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due)))
+    results = [_redacted(r, secrets) for r in await asyncio.gather(*(stages.fetch_feed(fetcher, s) for s in due))]
     for r in results:
         state.logger.info("feed %s: %s%s, %d entries, %.2fs", r.response.source.url, r.response.outcome,
                  f" ({r.error})" if r.error else "", len(r.entries), r.elapsed_s)
     state.summary.add_feeds(results)
     return results
+
+
+def _redacted(result: FeedResult, secrets: Sequence[str]) -> FeedResult:
+    """The feed's answer with every secret (a ${VAR} in its URL) out of what gets stored and logged."""
+    if not secrets:
+        return result
+    r = result.response
+    attempts = tuple(replace(a, url=redact(a.url, secrets), error=redact(a.error, secrets)) for a in r.attempts)
+    response = replace(r, final_url=redact(r.final_url, secrets), error=redact(r.error, secrets), attempts=attempts)
+    return replace(result, response=response, error=redact(result.error, secrets))
 
 
 def due_feeds(states: dict[str, tuple], sources: Sequence[FeedSource],
@@ -220,7 +268,7 @@ def due_feeds(states: dict[str, tuple], sources: Sequence[FeedSource],
     due, waiting = [], []
     for s in sources:
         etag, last_modified, next_check_at, _failures = states.get(s.url, (None, None, None, 0))
-        source = FeedSource(s.url, s.name, s.tags, etag, last_modified)
+        source = replace(s, etag=etag, last_modified=last_modified)
         (waiting if next_check_at is not None and next_check_at > now else due).append(source)
     return due, waiting
 
@@ -267,9 +315,11 @@ def extraction_pool(pages: int) -> Executor:
     if pages < EXTRACT_PROCESS_MIN_PAGES:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
     # forkserver: workers fork from a clean server process, never from this one with its threads.
+    # Both the server and the worker die with their parent (flows/deathsig.py), even on SIGKILL.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["ingest.extract"])
-    return ProcessPoolExecutor(max_workers=1, mp_context=context)
+    os.environ[PARENT_VARIABLE] = str(os.getpid())  # the forkserver inherits it: a parent gone early is seen
+    context.set_forkserver_preload(["flows.deathsig_preload", "ingest.extract"])
+    return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=die_with_parent)
 
 
 def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
@@ -318,8 +368,18 @@ def _maintain(store: Store, settings: Settings, logger, shard: Shard | None) -> 
         logger.warning("maintenance failed, the next run retries it: %s", exc)
 
 
-def _start_run(con, state: _RunState) -> None:
-    write(con, lambda con: run_store.start(con, state.run_id, state.started))
+def _start_run(con, state: _RunState, only_writer: bool) -> None:
+    interrupted: list[int] = [0]
+
+    def start(con) -> None:
+        # Runs left 'running' died, unless other writers share the store (a shard may be running now).
+        interrupted[:] = [run_store.fail_interrupted(con, state.started) if only_writer else 0]
+        run_store.start(con, state.run_id, state.started)
+
+    write(con, start)
+    if interrupted[0]:
+        state.logger.warning("%d earlier run(s) ended without recording it (killed, or the disk was full): "
+                             "marked failed", interrupted[0])
 
 
 def _finish_run(con, state: _RunState, status: str) -> None:

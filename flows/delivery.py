@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Mapping, Sequence
 
@@ -19,6 +20,7 @@ from alerts.match import match_article
 from alerts.query import compile_rules
 from alerts.render import delivery_id, email_message
 from ingest.models import AlertHit, Article
+from ingest.redact import redact
 from storage import alerts as alert_store
 from storage.articles import clear_alert_queue, pending_alerts
 from storage.db import write
@@ -44,7 +46,8 @@ def alert_and_deliver(con, settings: Settings, keys=None) -> AlertReport:
     digest = {name for name, c in settings.channels.items() if c.mode == DIGEST}
     # Hits queued for a digest are pending too: without them a digest-only setup reports "0 delivered, 0 pending".
     report.pending += sum(1 for hit in fresh for c in _routes(settings).get(hit.alert, ()) if c in digest)
-    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report, keys)
+    deliver_pending(con, settings.channels, [name for name in settings.channels if name not in digest], report, keys,
+                    settings.secrets)
     return report
 
 
@@ -107,10 +110,11 @@ def _delivery_ids(hits: Sequence[AlertHit], settings: Settings) -> dict[tuple[st
 
 
 def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], report: AlertReport,
-                    keys=None) -> None:
+                    keys=None, secrets: Sequence[str] = ()) -> None:
     """Try every pending delivery on the named channels, including those left over from earlier runs.
 
-    With `keys` of a shared lake, a delivery is sent only by the worker that claimed it."""
+    With `keys` of a shared lake, a delivery is sent only by the worker that claimed it. Errors are
+    stored and logged with every secret (a ${VAR} value of the config) redacted."""
     queue = alert_store.pending(con, names)
     if keys is not None and keys.shared:
         queue = [(hit, channel, attempts) for hit, channel, attempts in queue
@@ -129,13 +133,13 @@ def deliver_pending(con, channels: Mapping[str, Channel], names: Sequence[str], 
                     _release(keys, hit, name, done=False)
                 continue
             if isinstance(channel, EmailChannel):
-                _deliver_email(con, channel, items, report, keys)
+                _deliver_email(con, channel, items, report, keys, secrets)
             else:
-                _deliver_each(con, client, channel, items, report, keys)
+                _deliver_each(con, client, channel, items, report, keys, secrets)
 
 
 def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
-                  items: Sequence[tuple[AlertHit, int]], report: AlertReport, keys) -> None:
+                  items: Sequence[tuple[AlertHit, int]], report: AlertReport, keys, secrets: Sequence[str]) -> None:
     down = False
     for hit, attempts in items:
         if down:  # one dead endpoint must not cost a full retry cycle per hit: the rest wait for the next run
@@ -144,18 +148,29 @@ def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
             continue
         outcome = (send_webhook(client, channel, hit) if isinstance(channel, WebhookChannel)
                    else send_apprise(channel, hit))
+        outcome = replace(outcome, error=redact(outcome.error, secrets))
         _mark(con, channel, hit, outcome, attempts, report, keys)
         down = not outcome.ok
 
 
 def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport,
-                   keys) -> None:
+                   keys, secrets: Sequence[str]) -> None:
     hits = [hit for hit, _ in items]
     batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
                                          for h in hits).encode()).hexdigest()
     outcome = send_email(channel, email_message(hits, channel, batch_key))
-    for hit, attempts in items:
-        _mark(con, channel, hit, outcome, attempts, report, keys)
+    outcome = replace(outcome, error=redact(outcome.error, secrets))
+    # The whole message is marked in one commit: a crash leaves all of its hits pending or none, so
+    # a resend after a crash forms the same batch and carries the same Message-ID.
+    statuses: list[str] = []
+
+    def record(con) -> None:
+        statuses[:] = [_record(con, channel, hit, outcome, attempts) for hit, attempts in items]
+
+    write(con, record)
+    for hit, status in zip(hits, statuses):
+        _release(keys, hit, channel.name, done=status != alert_store.PENDING)
+        _report(channel, hit, outcome, status, report)
 
 
 def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
@@ -165,12 +180,22 @@ def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:
 
 def _mark(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int,
           report: AlertReport, keys=None) -> None:
-    status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
-    now = datetime.now(timezone.utc)
-    write(con, lambda con: alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, now))
+    statuses: list[str] = []
+    write(con, lambda con: statuses.append(_record(con, channel, hit, outcome, attempts)))
     # The claim ends after the lake records the try: a worker dying in between leaves a claim that
     # the next one takes over and then finds the delivery no longer pending.
-    _release(keys, hit, channel.name, done=status != alert_store.PENDING)
+    _release(keys, hit, channel.name, done=statuses[-1] != alert_store.PENDING)
+    _report(channel, hit, outcome, statuses[-1], report)
+
+
+def _record(con, channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, attempts: int) -> str:
+    """Write one delivery try inside the caller's transaction; return the status it got."""
+    status = delivery_status(outcome.ok, attempts + 1, channel.max_attempts)
+    alert_store.mark(con, hit, channel.name, status, attempts + 1, outcome.error, datetime.now(timezone.utc))
+    return status
+
+
+def _report(channel: Channel, hit: AlertHit, outcome: DeliveryOutcome, status: str, report: AlertReport) -> None:
     if status == alert_store.SENT:
         report.delivered += 1
     elif status == alert_store.FAILED:

@@ -8,10 +8,11 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 from storage.db import store_dir
 
-from flows.config import load_settings
+from flows.config import Settings, load_settings
 from flows.fixture_site import FixtureSite
 
 DEMO_SECRET = "demo-secret"
@@ -86,10 +87,11 @@ secret = "{DEMO_SECRET}"
 '''
 
 
-def run_demo(database: Path) -> int:
-    """Serve the fixture site, run one cycle into a fresh demo database, print what happened."""
-    from flows.cli import run_and_report
+def run_demo(database: Path, run_and_report: Callable[[Settings], int]) -> int:
+    """Serve the fixture site, run one cycle into a fresh demo database, print what happened.
 
+    `run_and_report` runs the cycle and prints its summary (the CLI passes its own, so the two
+    modules do not import each other)."""
     # The site's port changes every time, so start from a clean store.
     shutil.rmtree(store_dir(database), ignore_errors=True)
     config_file = database.with_suffix(".toml")

@@ -35,7 +35,7 @@ async def digest_flow(config: str = "newsmon.toml") -> dict:
         keys = PgKeys(shared.conninfo, "digest") if shared else None
         try:
             names = due_channels(settings, last_sent_at(con), datetime.now(timezone.utc))
-            deliver_pending(con, settings.channels, names, report, keys)
+            deliver_pending(con, settings.channels, names, report, keys, settings.secrets)
         finally:
             if keys is not None:
                 keys.close()

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-SITE_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "site"
+# Package data (pyproject.toml), so `newsmon demo` works from any install, not only from a checkout.
+SITE_DIR = Path(__file__).resolve().parent / "demo_site"
 
 _TEXT_SUFFIXES = {".html": "text/html", ".xml": "application/xml", ".txt": "text/plain"}
 

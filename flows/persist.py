@@ -49,6 +49,7 @@ class StoreResult:
     inserted: tuple[int, ...]  # ids of rows that were not there before
     new_stories: tuple[int, ...]  # inserted originals whose cluster has no earlier-stored member
     duplicates: tuple[Link, ...]  # links given to inserted rows that are copies
+    waiting: tuple[str, ...] = ()  # entry URLs not stored: their page failed transiently, tried again next run
 
 
 @dataclass
@@ -77,13 +78,21 @@ class Store:
         self.search_s += time.perf_counter() - started
 
     def close(self) -> None:
-        """Commit what the indexes hold open, write them back, then close every connection."""
-        self.keys.close()
-        if self.search is not None:
-            started = time.perf_counter()
-            self.search.close()
-            self.search_s += time.perf_counter() - started
-        self.con.close()
+        """Commit what the indexes hold open, write them back, then close every connection.
+
+        Each is closed even when another fails (a full disk): the lake is the truth, and the next
+        open catches both indexes up from it."""
+        try:
+            self.keys.close()
+        finally:
+            try:
+                if self.search is not None:
+                    started = time.perf_counter()
+                    search, self.search = self.search, None
+                    search.close()
+                    self.search_s += time.perf_counter() - started
+            finally:
+                self.con.close()
 
 
 def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64,

@@ -33,6 +33,7 @@ class RunSummary:
     articles_new: int = 0
     articles_duplicate: int = 0
     articles_failed: int = 0  # page not fetched or not extracted: stored from the feed summary
+    pages_retry: int = 0  # page failed transiently: tried again by the next run
     alerts: AlertReport = field(default_factory=AlertReport)
     failed_feeds: list[tuple[str, str]] = field(default_factory=list)
     slowest_feeds: list[tuple[str, float]] = field(default_factory=list)
@@ -60,7 +61,9 @@ class RunSummary:
         self.entries_new += len(batch.articles)
         self.articles_new += len(stored.inserted)
         self.articles_duplicate += len(stored.duplicates)
-        self.articles_failed += batch.failed
+        retry = len(stored.waiting)
+        self.articles_failed += batch.failed - retry
+        self.pages_retry += retry
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON and Prefect artifacts)."""
@@ -80,7 +83,8 @@ class RunSummary:
             f"{self.feeds_failed} failed" + (f"; {self.feeds_backing_off} backing off after failures"
                                             if self.feeds_backing_off else ""),
             f"articles: {self.articles_new} new ({self.articles_duplicate} of them duplicates), "
-            f"{self.articles_failed} kept from the feed summary (page failed)",
+            f"{self.articles_failed} kept from the feed summary (page failed)"
+            + (f", {self.pages_retry} page(s) to try again next run" if self.pages_retry else ""),
             f"alerts:   {a.fired} fired, {a.delivered} delivered, {a.pending} pending, {a.failed} failed"
             + (f", {a.suppressed} held back (cooldown / max_per_run)" if a.suppressed else ""),
         ]

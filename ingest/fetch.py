@@ -65,7 +65,10 @@ class Fetcher:
         # connection opened without the guard is never reused for an untrusted link.
         self._feed_client = _client(policy, _FEED_ACCEPT, _transport(policy, keepalive=False))
         guard = None if policy.allow_private_networks else frozenset(exempt)
+        self._guard = guard
         self._page_client = _client(policy, _PAGE_ACCEPT, _transport(policy, True, guard))
+        self._guarded_feed_client = (self._feed_client if guard is None else
+                                     _client(policy, _FEED_ACCEPT, _transport(policy, False, guard)))
 
     async def __aenter__(self) -> "Fetcher":
         return self
@@ -73,6 +76,23 @@ class Fetcher:
     async def __aexit__(self, *exc) -> None:
         await self._feed_client.aclose()
         await self._page_client.aclose()
+        await self._guarded_feed_client.aclose()
+
+    async def link_refusal(self, url: str) -> str | None:
+        """Why the SSRF guard would refuse `url` (a link from a third-party page), or None."""
+        refused = _unfetchable(url)
+        if refused or self._guard is None:
+            return refused
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            netguard.vet(parsed.host, port, await _resolve(parsed.host, port, self.policy.connect_timeout_s),
+                         self._guard)
+        except netguard.BlockedAddress as exc:
+            return str(exc)
+        except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            return str(exc)
+        return None
 
     async def fetch_feed(self, source: FeedSource) -> FeedResponse:
         """GET a feed conditionally (ETag / Last-Modified); 304 is NOT_MODIFIED."""
@@ -82,7 +102,8 @@ class Fetcher:
         if source.last_modified:
             headers["If-Modified-Since"] = source.last_modified
         attempts: list[FetchAttempt] = []
-        ex = await self._follow(self._feed_client, source.url, FEED, headers, attempts)
+        client = self._guarded_feed_client if source.guarded else self._feed_client
+        ex = await self._follow(client, source.fetch_url or source.url, FEED, headers, attempts)
         validators = ex.headers if ex.outcome in (OK, NOT_MODIFIED) else httpx.Headers()
         keep = ex.outcome == NOT_MODIFIED  # a 304 need not repeat the validators
         return FeedResponse(

@@ -45,6 +45,12 @@ class FeedSource:
     tags: tuple[str, ...] = ()
     etag: str | None = None
     last_modified: str | None = None
+    # Found on a third-party page (site discovery, another origin than the configured site):
+    # fetched through the SSRF guard, like an article link.
+    guarded: bool = False
+    # What to request when it differs from `url`: a configured URL holding a ${VAR} secret is
+    # stored, logged and shown as `url` (the secret redacted) and requested as `fetch_url`.
+    fetch_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -183,10 +183,18 @@ class SearchIndex:
 
     def close(self) -> None:
         """Commit, let background merges finish, release the writer."""
-        if self.writer is not None:
-            self.commit()
-            self.writer.wait_merging_threads()
-            self.writer = None
+        if self.writer is None:
+            return
+        writer, self.writer = self.writer, None
+        try:
+            if self.pending:
+                writer.commit()
+                self.pending = 0
+            writer.wait_merging_threads()
+        finally:
+            # Dropped even when the commit failed (a full disk): it holds the index's writer lock,
+            # which the next writer of this process would otherwise wait for in vain.
+            del writer
 
     def searcher(self) -> tantivy.Searcher:
         """A searcher on the last commit."""

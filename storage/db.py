@@ -24,6 +24,7 @@ import random
 import re
 import sqlite3
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import duckdb
+
+from .paths import store_dir
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LAKE = "newsmon"  # the name the lake is attached under; every table lives in it
@@ -80,11 +83,6 @@ class SharedCatalog:
     def public_conninfo(self) -> str:
         """The connection string without its password (libpq then reads PGPASSWORD or ~/.pgpass)."""
         return re.sub(r"\s*\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", "", self.conninfo).strip()
-
-
-def store_dir(database: Path) -> Path:
-    """The store folder for a configured `database` path: `x.duckdb` -> `x.lake/`."""
-    return database.with_suffix(".lake") if database.suffix else database.with_name(database.name + ".lake")
 
 
 def catalog_path(database: Path) -> Path:
@@ -364,8 +362,85 @@ def json_spec(columns: dict[str, str]) -> str:
     return json.dumps([columns], separators=(",", ":"))
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run a user's SQL; return column names and rows."""
-    result = con.execute(sql)
-    columns = [d[0] for d in result.description] if result.description else []
-    return columns, result.fetchall() if columns else []
+class QueryRefused(ValueError):
+    """A user query that is not a plain read (a COPY, an EXPORT, a write)."""
+
+
+class QueryTimeout(RuntimeError):
+    """A user query stopped at its time limit."""
+
+
+_READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def open_sandbox(database: Path, memory_limit: str = "2GB", writable: Path | None = None,
+                 shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
+    """The store read-only, in a session that can reach no other file and change no setting.
+
+    DuckDB's `enable_external_access = false` with an allow-list of the store's folder (and of
+    `writable`, the one file an export writes), `autoinstall_known_extensions = false` (nothing is
+    downloaded) and `lock_configuration = true` (the user's SQL cannot lift any of it)."""
+    temp_dir = Path(tempfile.gettempdir()) / "newsmon-duckdb"
+    con = connect(database, read_only=True, memory_limit=memory_limit, temp_dir=temp_dir, shared=shared)
+    data = [shared.data_url()] if shared is not None else []  # a shared lake's files (a folder or s3://)
+    con.execute("SET allowed_directories = ?", [[f"{store_dir(database).resolve()}/", f"{temp_dir}/", *data]])
+    if writable is not None:
+        con.execute("SET allowed_paths = ?", [[str(writable.resolve())]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but SELECT / EXPLAIN statements (a COPY could still write inside the store folder)."""
+    kinds = [statement.type for statement in con.extract_statements(sql)]
+    if not kinds:
+        raise QueryRefused("empty query")
+    for kind in kinds:
+        if kind not in _READ_STATEMENTS:
+            raise QueryRefused(f"only SELECT queries are allowed here, not {kind.name} "
+                               "(`newsmon export` writes a query's result to a file)")
+
+
+@contextmanager
+def _time_limit(con: duckdb.DuckDBPyConnection, timeout_s: float | None) -> Iterator[None]:
+    """Interrupt the session's query after timeout_s seconds (None: no limit)."""
+    if not timeout_s:
+        yield
+        return
+    timer = threading.Timer(timeout_s, con.interrupt)
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise QueryTimeout(f"query stopped after {timeout_s:g}s (--timeout)") from None
+    finally:
+        timer.cancel()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float | None = None) -> tuple[list[str], list[tuple]]:
+    """Run a user's read-only SQL; return column names and rows."""
+    _read_only_sql(con, sql)
+    with _time_limit(con, timeout_s):
+        result = con.execute(sql)
+        columns = [d[0] for d in result.description] if result.description else []
+        return columns, result.fetchall() if columns else []
+
+
+EXPORT_FORMATS = {".parquet": "FORMAT parquet", ".csv": "FORMAT csv, HEADER true", ".jsonl": "FORMAT json",
+                  ".ndjson": "FORMAT json"}
+
+
+def export_query(con: duckdb.DuckDBPyConnection, sql: str, out: Path, timeout_s: float | None = None) -> int:
+    """Write the result of one SELECT to `out` (format from its suffix); return the rows written."""
+    _read_only_sql(con, sql)
+    if len(con.extract_statements(sql)) != 1:
+        raise QueryRefused("export takes one SELECT statement")
+    options = EXPORT_FORMATS.get(out.suffix.lower())
+    if options is None:
+        raise QueryRefused(f"unknown export format {out.suffix!r} (use {', '.join(EXPORT_FORMATS)})")
+    with _time_limit(con, timeout_s):
+        result = con.execute(f"COPY ({sql.strip().rstrip(';')}) TO '{out.resolve()}' ({options})").fetchone()
+    return int(result[0]) if result else 0

@@ -26,5 +26,9 @@ def expire_snapshots(con: duckdb.DuckDBPyConnection, retention_days: int) -> int
 
 
 def delete_unreferenced_files(con: duckdb.DuckDBPyConnection) -> int:
-    """Delete data files no remaining snapshot refers to; return how many."""
-    return len(con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)").fetchall())
+    """Delete data files no remaining snapshot refers to, and files no commit ever registered (written by a
+    run whose commit failed, e.g. on a full disk); return how many."""
+    old = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)").fetchall()
+    # Safe while the writer lock is held: every file this run wrote is committed by now.
+    orphaned = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)").fetchall()
+    return len(old) + len(orphaned)

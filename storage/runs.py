@@ -14,6 +14,14 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime, kin
                 [run_id, kind, started_at])
 
 
+def fail_interrupted(con: duckdb.DuckDBPyConnection, finished_at: datetime) -> int:
+    """Mark runs still 'running' as failed: only the lock holder runs, so they died (killed, disk full)."""
+    count = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+    if count:  # no UPDATE at all otherwise: it would be one more snapshot per run
+        con.execute("UPDATE runs SET status = 'failed', finished_at = ? WHERE status = 'running'", [finished_at])
+    return count
+
+
 def finish(con: duckdb.DuckDBPyConnection, run_id: str, status: str, finished_at: datetime, summary: str) -> None:
     """Record how a run ended, its summary JSON and the snapshot that holds its data."""
     # The snapshot read here is the last one with this run's data; this UPDATE makes one more.

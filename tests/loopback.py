@@ -279,3 +279,61 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+class HostileReceiver:
+    """A raw TCP receiver on 127.0.0.1 that misbehaves: 'hang' (reads the request, never answers),
+    'trickle' (answers one byte every `interval_s`, a full 200 after `trickle_bytes` bytes) or
+    'reset' (reads the request, then resets the connection)."""
+
+    def __init__(self, mode: str, interval_s: float = 0.05, trickle_bytes: int = 200) -> None:
+        self.mode, self.interval_s, self.trickle_bytes = mode, interval_s, trickle_bytes
+        self.connections = 0
+        self.bytes_sent = 0
+        self._stop = threading.Event()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "HostileReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                if self.mode == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    return
+                if self.mode == "hang":
+                    self._stop.wait()
+                    return
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + b"X-Pad: " + b"." * self.trickle_bytes
+                for byte in head:
+                    if self._stop.wait(self.interval_s):
+                        return
+                    conn.sendall(bytes([byte]))
+                    self.bytes_sent += 1
+                conn.sendall(b"\r\n\r\nok")
+            except OSError:
+                pass  # the client gave up: what the test wants to see

@@ -48,7 +48,7 @@ def default_trust_store(monkeypatch):
 
 @pytest.fixture
 def client():
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         yield c
 
 

@@ -67,7 +67,7 @@ def test_the_documented_example_loads(tmp_path):
 @pytest.mark.parametrize("change, key, problem", [
     (("timeout_s = 15", "timeout = 15"), "fetch.timeout", "unknown key"),
     (("timeout_s = 15", 'timeout_s = "fast"'), "fetch.timeout_s", "must be a number"),
-    (("max_bytes = 5_000_000", "max_bytes = -1"), "fetch.max_bytes", "positive"),
+    (("max_bytes = 5_000_000", "max_bytes = -1"), "fetch.max_bytes", "between 1_024 and 1_000_000_000"),
     (('channels = ["ops", "desk"]', 'channels = ["ops", "pager"]'), "channels", "'pager' is not defined"),
     (('"Deir ez-Zor" OR (Daesh AND pétrole)', '"Deir ez-Zor" OR (Daesh AND'), "query", "column"),
     (('url = "https://example.org/world/rss.xml"', 'url = "ftp://example.org/rss"'), "feeds[0].url", "http(s) URL"),
@@ -77,7 +77,7 @@ def test_the_documented_example_loads(tmp_path):
      "storage.memory_limit", "must be a size"),
     (('database = "data/newsmon.duckdb"', 'database = "data/newsmon.duckdb"\nsnapshot_retention_days = -1'),
      "storage.snapshot_retention_days", "between 0 and 36500"),
-    (("[storage]", "[dedup]\nnear_window_days = 0\n[storage]"), "dedup.near_window_days", "between 1 and 3650"),
+    (("[storage]", "[dedup]\nnear_window_days = 0\n[storage]"), "dedup.near_window_days", "between 1 and 3_650"),
 ])
 def test_bad_values_name_the_key(tmp_path, change, key, problem):
     path = write(tmp_path, GOOD.replace(*change, 1))

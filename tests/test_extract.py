@@ -14,8 +14,9 @@ from ingest.dedup import content_hash
 from ingest.extract import article_from_entry, extract_article, summary_text
 from ingest.models import HTTP_ERROR, OK, FeedEntry, FetchedPage
 
+from flows.fixture_site import SITE_DIR
 FIXTURES = Path(__file__).parent / "fixtures"
-SITE = FIXTURES / "site"
+SITE = SITE_DIR
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus"
 BASE = "http://127.0.0.1:8000"  # what {{BASE}} becomes; nothing listens there
 ALT_BASE = "http://localhost:8000"

@@ -6,13 +6,14 @@ import pytest
 
 from ingest.parse import FeedParseError, parse_feed
 
+from flows.fixture_site import SITE_DIR
 from tests.conftest import FIXTURES, REPO
 
 CORPUS = REPO.parent / "shared" / "corpus" / "feeds"
 
 
 def site_feed(name: str) -> bytes:
-    text = (FIXTURES / "site" / name).read_text(encoding="utf-8")
+    text = (SITE_DIR / name).read_text(encoding="utf-8")
     return text.replace("{{BASE}}", "http://news.test").replace("{{ALT_BASE}}", "http://partner.test").encode()
 
 

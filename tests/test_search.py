@@ -280,4 +280,4 @@ def test_unknown_alert_feed_and_bad_feed_config_exit_2(store, capsys, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[alert_feeds]\nentries = 0\n", encoding="utf-8")
     code, _, err = cli(capsys, "check", "--config", str(bad))
-    assert code == 2 and err.strip() == f"{bad}: alert_feeds.entries: must be positive, got 0"
+    assert code == 2 and err.strip() == f"{bad}: alert_feeds.entries: must be between 1 and 10_000, got 0"
