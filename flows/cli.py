@@ -246,7 +246,7 @@ def _seconds(text: str) -> float:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from flows.output import print_csv, print_json
+    from flows.output import print_rows
     from storage.db import open_sandbox, run_query
 
     settings = _settings(args)
@@ -255,12 +255,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         columns, rows = run_query(con, args.query, args.timeout or None)
     finally:
         con.close()
-    if args.format == "json":
-        print_json(columns, rows)
-    elif args.format == "csv":
-        print_csv(columns, rows)
-    else:
-        print_table(columns, rows, args.max_width)
+    print_rows(args.format, columns, rows, lambda: print_table(columns, rows, args.max_width))
     return EXIT_OK
 
 
@@ -426,7 +421,7 @@ def print_hits(hits) -> None:
 
 
 def cmd_stories(args: argparse.Namespace) -> int:
-    from flows.output import print_csv, print_json
+    from flows.output import print_rows
     from storage.db import open_reader
     from storage.exports import stories
 
@@ -436,14 +431,9 @@ def cmd_stories(args: argparse.Namespace) -> int:
         columns, rows = stories(con, args.since, args.min_sources, args.limit)
     finally:
         con.close()
-    if args.format == "json":
-        print_json(columns, rows)
-    elif args.format == "csv":
-        print_csv(columns, rows)
-    else:
-        shown = [(r[0].strftime("%Y-%m-%d %H:%M") if r[0] else "", r[1], r[2], r[3], ", ".join(r[4]))
-                 for r in rows]
-        print_table(["first_seen", "title", "outlets", "outlet", "also_reported_by"], shown, max_width=60)
+    shown = [(r[0].strftime("%Y-%m-%d %H:%M") if r[0] else "", r[1], r[2], r[3], ", ".join(r[4])) for r in rows]
+    print_rows(args.format, columns, rows, lambda: print_table(
+        ["first_seen", "title", "outlets", "outlet", "also_reported_by"], shown, max_width=60))
     return EXIT_OK
 
 

@@ -6,8 +6,18 @@ import json
 import sys
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from uuid import UUID
+
+
+def print_rows(fmt: str, columns: Sequence[str], rows: Sequence[tuple], table: Callable[[], None]) -> None:
+    """Rows in the format a command was asked for: json, csv, or its own table (`table()`)."""
+    if fmt == "json":
+        print_json(columns, rows)
+    elif fmt == "csv":
+        print_csv(columns, rows)
+    else:
+        table()
 
 
 def print_json(columns: Sequence[str], rows: Sequence[tuple]) -> None:
