@@ -24,12 +24,12 @@ class MaintenanceReport:
     seconds: float
 
 
-def maintain(con, retention_days: int) -> MaintenanceReport:
+def maintain(con, retention_days: int, other_writers: bool = False) -> MaintenanceReport:
     """Compact, expire snapshots older than retention_days, delete files nothing refers to."""
     started = time.monotonic()
     merged = lake.compact(con)
     expired = lake.expire_snapshots(con, retention_days)
-    deleted = lake.delete_unreferenced_files(con)
+    deleted = lake.delete_unreferenced_files(con, other_writers)
     report = MaintenanceReport(merged, expired, deleted, round(time.monotonic() - started, 3))
     log.info("maintenance: %d files merged, %d snapshots expired, %d files deleted in %.2fs",
              merged, expired, deleted, report.seconds)
@@ -42,6 +42,6 @@ def maintain_shared(con, keys, retention_days: int) -> MaintenanceReport | None:
         log.info("maintenance: already running on another machine, skipped")
         return None
     try:
-        return maintain(con, retention_days)
+        return maintain(con, retention_days, other_writers=True)
     finally:
         keys.unlock("maintenance")

@@ -25,10 +25,16 @@ def expire_snapshots(con: duckdb.DuckDBPyConnection, retention_days: int) -> int
     return len(rows)
 
 
-def delete_unreferenced_files(con: duckdb.DuckDBPyConnection) -> int:
+def delete_unreferenced_files(con: duckdb.DuckDBPyConnection, other_writers: bool = False) -> int:
     """Delete data files no remaining snapshot refers to, and files no commit ever registered (written by a
-    run whose commit failed, e.g. on a full disk); return how many."""
+    run whose commit failed, e.g. on a full disk); return how many.
+
+    With other writers (a shared lake), a file no commit registered may be one they are writing right
+    now: only those older than a day go."""
     old = con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)").fetchall()
-    # Safe while the writer lock is held: every file this run wrote is committed by now.
-    orphaned = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)").fetchall()
+    if other_writers:
+        orphaned = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', "
+                               "older_than => now() - INTERVAL 1 DAY)").fetchall()
+    else:  # the writer lock is held: every file a run wrote is committed by now
+        orphaned = con.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)").fetchall()
     return len(old) + len(orphaned)
