@@ -84,9 +84,21 @@ def pending_alerts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, Article]]:
 
     A story is matched on its original: a queued article that has since become a copy of an
     earlier-published one (stored later, by this run or by another writer) brings its original."""
-    return list(_articles(con, """WHERE id IN (SELECT coalesce(a.duplicate_of, a.id) FROM articles a
-                                            WHERE a.id IN (SELECT article_id FROM alert_queue))
+    roots = [r[0] for r in con.execute("""SELECT DISTINCT coalesce(duplicate_of, id) FROM articles
+                                          WHERE id IN (SELECT article_id FROM alert_queue)""").fetchall()]
+    if not roots:
+        return []
+    # Reading whole rows is filtered by seq, as literal values: DuckLake then skips every data file
+    # whose seq range holds none of them. Filtered by id (a hash) or through a subquery, the same
+    # read scanned every article's text: 5-8 s and 450 MB at a million articles, on every run.
+    seqs = [r[0] for r in con.execute(f"SELECT seq FROM articles WHERE id IN ({_literal(roots)})").fetchall()]
+    return list(_articles(con, f"""WHERE seq IN ({_literal(seqs)}) AND id IN ({_literal(roots)})
                                   AND duplicate_of IS NULL ORDER BY seq"""))
+
+
+def _literal(ids: Sequence[int]) -> str:
+    """A list of integers as SQL literals (ints only, so nothing can be injected)."""
+    return ", ".join(str(int(i)) for i in ids)
 
 
 def clear_alert_queue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
