@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -71,11 +72,19 @@ class Store:
         """Write the index's WAL back into its file (a long import does it as it goes)."""
         self.keys.checkpoint()
 
+    @contextmanager
+    def timing_search(self) -> Iterator[None]:
+        """Count the time spent inside in search_s (the run reports it as the index's upkeep)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.search_s += time.perf_counter() - started
+
     def commit_search(self) -> None:
         """Publish the articles added to the full-text index since its last commit."""
-        started = time.perf_counter()
-        self.search.commit()
-        self.search_s += time.perf_counter() - started
+        with self.timing_search():
+            self.search.commit()
 
     def close(self) -> None:
         """Commit what the indexes hold open, write them back, then close every connection.
@@ -87,10 +96,9 @@ class Store:
         finally:
             try:
                 if self.search is not None:
-                    started = time.perf_counter()
                     search, self.search = self.search, None
-                    search.close()
-                    self.search_s += time.perf_counter() - started
+                    with self.timing_search():
+                        search.close()
             finally:
                 self.con.close()
 
@@ -126,9 +134,8 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", i
 
 def _open_search(store: Store, database: Path, heap_mb: int) -> None:
     store.search = SearchIndex.open_writer(index_path(database), heap_mb=heap_mb)
-    started = time.perf_counter()
-    indexed = index_from(store.con, store.search, store.search.last_seq(), commit_every=100_000)
-    store.search_s += time.perf_counter() - started
+    with store.timing_search():
+        indexed = index_from(store.con, store.search, store.search.last_seq(), commit_every=100_000)
     if indexed:
         log.warning("search index caught up with %d article(s) the lake held beyond it", indexed)
 
@@ -145,15 +152,15 @@ def prepared_from(articles: Sequence[Article], sigs: Sequence[tuple[int, ...] | 
     bands = iter(band_keys_many([s for s in sigs if s], params))
     out = []
     for a, sig in zip(articles, sigs):
-        at = _article_time(a)
+        at = _appeared(a.published_at, a.fetched_at)
         out.append(Prepared(a, url_id(a.url), sig, tuple(next(bands)) if sig else (), time_bucket(at, params),
                             probe_buckets(at, params)))
     return out
 
 
-def _article_time(a: Article) -> datetime:
+def _appeared(published_at: datetime | None, fetched_at: datetime | None) -> datetime:
     """When an article appeared, for time buckets: its publication date, else when it was fetched."""
-    return a.published_at or a.fetched_at or datetime.now(timezone.utc)
+    return published_at or fetched_at or datetime.now(timezone.utc)
 
 
 def store_articles(store: Store, batch: Sequence[Prepared], params: DedupParams, run_id: str,
@@ -213,10 +220,10 @@ def _index_text(store: Store, fresh: Sequence[Prepared], new: Sequence[Member], 
     """Add the batch to the full-text index, after its lake commit (so the index is never ahead of the lake)."""
     if store.search is None:
         return
-    started = time.perf_counter()
-    store.search.add(IndexDoc(p.id, m.seq, p.article.url, p.article.title, p.article.text, p.article.published_at,
-                              p.article.language, p.article.feed_url) for p, m in zip(fresh, new))
-    store.search_s += time.perf_counter() - started
+    with store.timing_search():
+        store.search.add(IndexDoc(p.id, m.seq, p.article.url, p.article.title, p.article.text,
+                                  p.article.published_at, p.article.language, p.article.feed_url)
+                         for p, m in zip(fresh, new))
     if commit:
         store.commit_search()
 
@@ -236,7 +243,7 @@ def catch_up_index(store: Store, params: DedupParams) -> int:
         for id_, seq, published_at, chash, sig, _dup, url, source_url, fetched_at in rows:
             url_keys += [(url_id(url), id_)] + ([(url_id(source_url), id_)] if source_url else [])
             hash_keys.append((hash_key(chash), id_))
-            bucket = time_bucket(published_at or fetched_at or datetime.now(timezone.utc), params)
+            bucket = time_bucket(_appeared(published_at, fetched_at), params)
             if sig:
                 bands += [(bucket, k, id_) for k in next(keys)]
             members.append(_member_row(Member(id_, seq, published_at, chash, tuple(sig) if sig else None,

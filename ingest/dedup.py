@@ -128,10 +128,9 @@ def probe_buckets(at: datetime, params: DedupParams) -> tuple[int, int]:
     Buckets are twice the window wide, so every article within near_window_days on either side is in
     one of these two (it may find older or newer ones too: the guarantee is a floor, not a cut-off)."""
     at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    width = 2 * params.near_window_days
-    days = (at - _EPOCH).days
-    bucket = days // width
-    return (bucket, bucket - 1) if days % width < params.near_window_days else (bucket, bucket + 1)
+    bucket = time_bucket(at, params)
+    first_half = (at - _EPOCH).days % (2 * params.near_window_days) < params.near_window_days
+    return (bucket, bucket - 1) if first_half else (bucket, bucket + 1)
 
 
 def tokens(text: str) -> list[str]:
