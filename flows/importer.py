@@ -3,8 +3,8 @@
 Rows take the path fetched articles take: canonical URL, exact and near duplicates (against the
 store and within the files), one lake commit per chunk. A URL already stored is skipped, so
 importing a file twice adds nothing, and an import killed midway keeps every committed chunk and
-finishes on the next try. Validation and MinHash, the CPU-heavy part, run in worker processes
-(one per core) while this process writes the previous chunk.
+finishes on the next try. Parsing, validation and MinHash, the CPU-heavy part, run in worker
+processes (one per core) while this process writes the previous chunk.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ingest.archive import BadRecord, article_from_record, features, jsonl_records
+from ingest.archive import BadRecord, article_from_record, batch_records, features, json_record, jsonl_lines
 from ingest.dedup import DedupParams
 from storage import runs as run_store
 from storage.db import transaction
-from storage.imports import UnreadableFile, parquet_records, parquet_rows
+from storage.imports import UnreadableFile, parquet_batches, parquet_rows
 from storage.lock import writer_lock
 
 from flows.alert_feeds import write_alert_feeds
@@ -76,11 +76,32 @@ class ImportSummary:
         return out
 
 
-def prepare_records(records: Sequence[tuple[str, Any]], params: DedupParams,
-                    imported_at: datetime) -> tuple[list[Prepared], list[str]]:
-    """Validate records and compute their dedup features; returns (prepared, 'where: why' of bad rows)."""
+@dataclass(frozen=True)
+class Chunk:
+    """Rows of one file as a worker receives them: an Arrow batch (Parquet) or raw lines (JSON Lines).
+
+    Rows become Python objects in the worker, so the writing process only reads bytes."""
+
+    name: str  # the file's name, for 'where' in bad-row reports
+    first_row: int = 1  # Parquet: the number of the batch's first row
+    batch: Any = None
+    lines: tuple[tuple[int, str], ...] = ()
+
+    def __len__(self) -> int:
+        return self.batch.num_rows if self.batch is not None else len(self.lines)
+
+    def records(self) -> list[tuple[str, Any]]:
+        """(where, record or BadRecord) of every row."""
+        if self.batch is not None:
+            return [(f"{self.name} row {self.first_row + i}", record)
+                    for i, record in enumerate(batch_records(self.batch))]
+        return [(f"{self.name}:{number}", json_record(line)) for number, line in self.lines]
+
+
+def prepare_records(chunk: Chunk, params: DedupParams, imported_at: datetime) -> tuple[list[Prepared], list[str]]:
+    """Validate a chunk's rows and compute their dedup features; returns (prepared, 'where: why' of bad rows)."""
     articles, norms, bad = [], [], []
-    for where, record in records:
+    for where, record in chunk.records():
         try:
             article, norm = article_from_record(record, imported_at)
         except BadRecord as exc:
@@ -153,25 +174,28 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
-def _chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
-    """Records of one file in CHUNK-sized lists, each with its place ('file:line' or 'file row N')."""
+def _chunks(path: Path) -> Iterator[Chunk]:
+    """One file in chunks of about CHUNK rows."""
     if _is_parquet(path):
-        for rows in parquet_records(path, CHUNK):
-            yield [(f"{path.name} row {n}", record) for n, record in rows]
+        first = 1
+        for batch in parquet_batches(path, CHUNK):
+            if batch.num_rows:
+                yield Chunk(path.name, first, batch=batch)
+                first += batch.num_rows
         return
     if not path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
         raise UnreadableFile("unknown format: use .parquet, .jsonl or .jsonl.gz")
-    chunk: list[tuple[str, Any]] = []
-    for number, record in jsonl_records(path):
-        chunk.append((f"{path.name}:{number}", record))
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    lines: list[tuple[int, str]] = []
+    for numbered in jsonl_lines(path):
+        lines.append(numbered)
+        if len(lines) >= CHUNK:
+            yield Chunk(path.name, lines=tuple(lines))
+            lines = []
+    if lines:
+        yield Chunk(path.name, lines=tuple(lines))
 
 
-def _prepared_chunks(pool: Executor, chunks: Iterable[list], params: DedupParams):
+def _prepared_chunks(pool: Executor, chunks: Iterable[Chunk], params: DedupParams):
     """(prepared, bad, rows) per chunk, in file order, with up to IN_FLIGHT chunks in the workers."""
     now = datetime.now(timezone.utc)
     waiting: deque[tuple[Future, int]] = deque()

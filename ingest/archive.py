@@ -24,17 +24,34 @@ class BadRecord(ValueError):
     """A record that cannot become an article (the message says why)."""
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object or BadRecord) for every non-blank line of a .jsonl or .jsonl.gz file."""
+def jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) for every non-blank line of a .jsonl or .jsonl.gz file (parsed by json_record)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, BadRecord(f"not JSON: {exc.msg} at column {exc.colno}")
+            if line.strip():
+                yield number, line
+
+
+def json_record(line: str) -> Any:
+    """The object on one JSON Lines line, or a BadRecord saying why there is none."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return BadRecord(f"not JSON: {exc.msg} at column {exc.colno}")
+
+
+def batch_records(batch: Any) -> list[dict[str, Any]]:
+    """The rows of an Arrow record batch as dicts (timestamps finer than microseconds are truncated)."""
+    import pyarrow as pa
+
+    columns = []
+    for field, column in zip(batch.schema, batch.columns):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            column = column.cast(pa.timestamp("us", field.type.tz), safe=False)
+        columns.append(column.to_pylist())
+    names = batch.schema.names
+    return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 def article_from_record(record: Any, imported_at: datetime) -> tuple[Article, str]:

@@ -155,8 +155,10 @@ def signatures_of_normalised(norms: Sequence[str], params: DedupParams) -> list[
     import numpy as np
     from rensa import RMinHash  # compiled (Rust) MinHash over the 64-bit shingle hashes below
 
-    hashes = [shingle_hashes(_spaced_tokens(n), params.shingle) for n in norms]
-    eligible = [i for i, h in enumerate(hashes) if h is not None and _word_count(norms[i]) >= params.min_words]
+    cjk = [_has_cjk(n) for n in norms]  # once per text: the check costs as much as the hashing
+    hashes = [shingle_hashes(_spaced_tokens(n, c), params.shingle) for n, c in zip(norms, cjk)]
+    eligible = [i for i, h in enumerate(hashes)
+                if h is not None and _word_count(norms[i], cjk[i]) >= params.min_words]
     out: list[tuple[int, ...] | None] = [None] * len(norms)
     if not eligible:
         return out
@@ -168,18 +170,28 @@ def signatures_of_normalised(norms: Sequence[str], params: DedupParams) -> list[
     return out
 
 
-def _spaced_tokens(norm: str) -> str:
+def _spaced_tokens(norm: str, cjk: bool) -> str:
     # Normalised text is already single-space separated words, except for CJK characters (one word each).
-    return norm if not _has_cjk(norm) else " ".join(tokens_of_normalised(norm))
+    return " ".join(tokens_of_normalised(norm)) if cjk else norm
 
 
-def _word_count(norm: str) -> int:
-    return len(tokens_of_normalised(norm)) if _has_cjk(norm) else (norm.count(" ") + 1 if norm else 0)
+def _word_count(norm: str, cjk: bool) -> int:
+    return len(tokens_of_normalised(norm)) if cjk else (norm.count(" ") + 1 if norm else 0)
 
 
 def _has_cjk(norm: str) -> bool:
-    # max() is a C loop that rules out nearly every text before the regex has to look.
-    return bool(norm) and not norm.isascii() and max(norm) >= "\u3040" and _CJK_CHAR.search(norm) is not None
+    """Whether the text holds a CJK ideograph or kana.
+
+    A vector look at the UTF-8 lead bytes rules out nearly every text first: U+3040-U+9FFF start
+    with 0xE3-0xE9 and U+F900-U+FAFF with 0xEF (max() or the regex alone took 0.15-0.6 ms per article)."""
+    if not norm or norm.isascii():
+        return False
+    import numpy as np
+
+    lead = np.frombuffer(norm.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    if not (((lead >= 0xE3) & (lead <= 0xE9)) | (lead == 0xEF)).any():
+        return False
+    return _CJK_CHAR.search(norm) is not None
 
 
 # Stable 64-bit hashes computed with numpy over the whole text at once: one Python-level call per text

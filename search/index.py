@@ -116,10 +116,16 @@ def _utc(value: datetime) -> datetime:
     return (value.astimezone(timezone.utc) if value.tzinfo else value).replace(tzinfo=None)
 
 
+@functools.lru_cache(maxsize=1024)
+def _code_and_slot(language: str | None) -> tuple[str, str]:
+    # A few distinct values over millions of articles: parsed once each.
+    return language_code(language), slot_of(language)
+
+
 def document(doc: IndexDoc) -> tantivy.Document:
     """The tantivy document for an article."""
-    slot = slot_of(doc.language)
-    out = tantivy.Document(id=doc.id, seq=doc.seq, url=doc.url, lang=language_code(doc.language),
+    code, slot = _code_and_slot(doc.language)
+    out = tantivy.Document(id=doc.id, seq=doc.seq, url=doc.url, lang=code,
                            feed=doc.feed_url or "", title=doc.title or "", lead=lead(doc.text))
     out.add_text(f"title_{slot}", doc.title or "")
     out.add_text(f"text_{slot}", doc.text or "")

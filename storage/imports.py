@@ -14,8 +14,11 @@ class UnreadableFile(ValueError):
     """A file that cannot be imported at all (not Parquet, a required column missing)."""
 
 
-def parquet_records(path: Path, batch: int = 2000) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-    """(row number from 1, record) lists of the known columns of a Parquet file."""
+def parquet_batches(path: Path, batch: int = 2000) -> Iterator[Any]:
+    """Arrow record batches of about `batch` rows holding the known columns of a Parquet file.
+
+    Batches, not Python rows: turning values into Python objects is left to the import's worker
+    processes (ingest.archive.batch_records), so this process only moves Arrow buffers."""
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         try:
@@ -27,14 +30,7 @@ def parquet_records(path: Path, batch: int = 2000) -> Iterator[list[tuple[int, d
             raise UnreadableFile(f"required column(s) missing: {', '.join(missing)}")
         present = [c for c in KNOWN if c in columns]
         select = ", ".join(f'"{c}"' for c in present)
-        result = con.execute(f"SELECT {select} FROM read_parquet(?)", [str(path)])
-        number = 0
-        while rows := result.fetchmany(batch):
-            out = []
-            for row in rows:
-                number += 1
-                out.append((number, dict(zip(present, row))))
-            yield out
+        yield from con.execute(f"SELECT {select} FROM read_parquet(?)", [str(path)]).to_arrow_reader(batch)
     finally:
         con.close()
 
