@@ -36,7 +36,11 @@ def parse_feed(body: bytes, feed_url: str, content_type: str | None = None) -> P
     if content_type:
         headers["content-type"] = content_type
     # Bytes plus headers, never a URL or str: feedparser must not fetch anything or guess from a decoded string.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    except Exception as exc:  # noqa: BLE001 - its own bugs on hostile bytes (KeyError 'links', UnicodeDecodeError
+        # of a non-ASCII encoding name) are this feed's parse error, never the run's end
+        raise FeedParseError(f"feedparser failed: {type(exc).__name__}: {exc}") from None
     warning = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     entries = tuple(e for e in (_entry(feed_url, raw) for raw in parsed.entries) if e is not None)
     # A feed with nothing in it yet is a feed, even from a server that names no (or the wrong) charset.
