@@ -99,6 +99,10 @@ def test_a_rule_parses_to_what_matcher_and_search_accept_or_a_query_error(query)
 @example(body='<rss version="2.0"><channel><item><link>http://＃/</link></item></channel></rss>'.encode())  # ValueError
 @example(body=b'<rss version="2.0"><channel><item><link>http://a.test/</link>'  # ValueError: year -1
               b"<updated>0000-00-00T00:00:00Z</updated></item></channel></rss>")
+# UnicodeDecodeError inside feedparser: a non-ASCII byte in the declared encoding's name
+@example(body=b'<?xml version="1.0" encoding="u\xe8"?><rss version="2.0"><channel></channel></rss>')
+# KeyError 'links' inside feedparser's loose parser
+@example(body=b'<rss version="2.0"><channel><item><link</item>>x</link></item></channel></rss>')
 def test_feed_bytes_give_entries_or_a_parse_error(body):
     check_feed(body)
 
