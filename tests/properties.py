@@ -206,7 +206,8 @@ def check_feed(body: bytes, folder: Path | None = None) -> str:
         assert entry.published is None or entry.published.utcoffset().total_seconds() == 0, entry.published
         assert entry.title is None or (entry.title and entry.title == entry.title.strip()), entry.title
     assert parsed.entries or parsed.version, "an empty result is a feed of a known format"
-    return f"feed {parsed.version or '?'}" + (" warning" if parsed.warning else "") + ("" if parsed.entries else " empty")
+    flags = (" warning" if parsed.warning else "") + ("" if parsed.entries else " empty")
+    return f"feed {parsed.version or '?'}{flags}"
 
 
 def check_generated_feed(body: bytes, items: list[dict]) -> str:
@@ -262,7 +263,7 @@ def check_url(url: str, base: str | None = None) -> str:
     assert isinstance(out, str)
     assert canonical_url(out) == out, (url, out, canonical_url(out))
     assert url_id(out) == url_id(canonical_url(url, base=base))
-    return "url " + (urlsplit(out).scheme if _splits(out) else "unparsed")
+    return "url " + ((urlsplit(out).scheme or "without scheme") if _splits(out) else "unparsed")
 
 
 def check_http_url(url: str) -> str:
