@@ -30,6 +30,12 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("config")
 
 
+@pytest.fixture(scope="module")
+def valid_seeds(folder):
+    """The seed configs that load as they are (read once: each load costs a few milliseconds)."""
+    return valid_seed_tables(folder)
+
+
 # ---------------------------------------------------------------------------------------------- config
 
 
@@ -51,9 +57,9 @@ def test_any_config_file_loads_to_settings_or_one_config_error_line(folder, data
     check_config(data, folder)
 
 
-def test_the_seed_configs_of_the_docs_load(folder):
+def test_the_seed_configs_of_the_docs_load(valid_seeds):
     """The replaced-value property needs valid seeds: FULL_CONFIG and the README's example among them."""
-    valid = valid_seed_tables(folder)
+    valid = valid_seeds
     assert S.seed_tables()[0] in valid  # FULL_CONFIG
     readme_example = next(t for t in S.seed_tables() if "channels" in t and "ops" in t["channels"]
                           and t is not S.seed_tables()[0])
@@ -63,13 +69,13 @@ def test_the_seed_configs_of_the_docs_load(folder):
 
 @settings(PROPERTY, max_examples=15)
 @given(data=st.data())
-def test_a_replaced_value_is_reported_under_the_table_that_holds_it(folder, data):
-    table, path = data.draw(S.replaced_leaf(valid_seed_tables(folder)))
+def test_a_replaced_value_is_reported_under_the_table_that_holds_it(folder, valid_seeds, data):
+    table, path = data.draw(S.replaced_leaf(valid_seeds))
     check_config_leaf(table, path, folder)
 
 
 def test_a_config_error_names_the_file_and_key_and_keeps_secrets_out(folder):
-    """The checks' own assertions can fail: a bad value inside a secret-bearing key is one redacted line."""
+    """A bad value read from the environment is masked in the one error line, which names its key."""
     from flows.config import ConfigError
 
     secret = S.config_environ()["NEWSMON_WEBHOOK_SECRET"]
