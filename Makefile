@@ -30,4 +30,4 @@ bench-scale: $(STAMP)   # a million synthetic articles through `newsmon import`,
 	$(BIN)/python bench/scale_bench.py
 
 clean:
-	rm -rf $(VENV) newsmon-demo.lake newsmon-demo.toml .newsmon-demo .pytest_cache .bench-cache
+	rm -rf $(VENV) newsmon-demo.lake newsmon-demo.toml .newsmon-demo .pytest_cache .bench-cache .hypothesis

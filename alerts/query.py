@@ -27,6 +27,9 @@ _STEM = 4  # prefixes are indexed by at most this many leading letters
 # Groups, NOTs and field scopes nest at most this deep: far beyond any real rule, and well inside
 # Python's recursion limit, which the parser, the compiler and the matcher all walk the tree with.
 MAX_DEPTH = 32
+# NEAR/n beyond this many words spans any article (use AND); the search index keeps the distance as a
+# 32-bit phrase slop, and int() of a very long digit string raises ValueError, not QueryError.
+MAX_NEAR = 1000
 
 
 class QueryError(ValueError):
@@ -186,6 +189,9 @@ def _near(raw: str, col: int) -> _Tok:
     digits = raw[5:]
     if not raw.startswith("NEAR/") or not digits.isdigit() or not digits.isascii():
         raise QueryError("NEAR needs a distance, e.g. NEAR/10", col if raw == "NEAR" else col + 5)
+    if len(digits.lstrip("0")) > len(str(MAX_NEAR)) or int(digits) > MAX_NEAR:
+        raise QueryError(f"NEAR allows at most {MAX_NEAR} words between its terms (use AND for any distance)",
+                         col + 5)
     return _Tok("NEAR", col, raw, int(digits))
 
 

@@ -27,7 +27,8 @@ from storage.db import S3Access, SharedCatalog
 
 DEFAULT_CONFIG = "newsmon.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_DURATION = re.compile(r"^([0-9]{1,12})\s*([smhd])$")
+MAX_COOLDOWN_S = 3650 * 86400  # ten years; far more would not fit the run's date arithmetic (timedelta)
 _DIGEST_SCHEDULES = ("hourly", "daily", "weekly")
 
 
@@ -36,6 +37,7 @@ class ConfigError(Exception):
 
     def __init__(self, path: Path | str, key: str, problem: str) -> None:
         super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+        self.path, self.key, self.problem = path, key, problem
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) ->
         raise ConfigError(path, "", "file not found (use --config or $NEWSMON_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "", f"cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, and int() refusing an integer of more than 4,300 digits
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
     return _Reader(path, env).settings(raw)
 
@@ -152,7 +154,8 @@ class _Reader:
     def fail(self, key: str, problem: str) -> ConfigError:
         from ingest.redact import redact
 
-        return ConfigError(self.path, key, redact(problem, self.secrets))
+        # The key too: it may hold a value read from the environment (an alert's name).
+        return ConfigError(self.path, redact(key, self.secrets), redact(problem, self.secrets))
 
     def settings(self, raw: dict) -> Settings:
         self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule", "alert_feeds"})
@@ -228,7 +231,7 @@ class _Reader:
 
     def bounded(self, key: str, value: float | int, lo: float, hi: float) -> None:
         """A finite number within [lo, hi]."""
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # (an int is finite, and may not fit a float)
             raise self.fail(key, f"must be a finite number, got {value}")
         if not lo <= value <= hi:
             raise self.fail(key, f"must be between {_number(lo)} and {_number(hi)}, got {_number(value)}")
@@ -250,15 +253,20 @@ class _Reader:
         """The store's path: a file name in a folder newsmon can create and write."""
         if not value or not value.strip():
             raise self.fail("storage.database", "must not be empty")
-        path = self.relative(value)
+        path = self.relative("storage.database", value)
         problem = store_path_problem(path)
         if problem:
             raise self.fail("storage.database", problem)
         return path
 
-    def relative(self, value: str) -> Path:
+    def relative(self, key: str, value: str) -> Path:
         # Paths in the file are relative to the file, so a scheduled run from any folder finds the same data.
-        candidate = Path(value).expanduser()
+        if "\x00" in value:  # no file system takes it; pathlib raises ValueError
+            raise self.fail(key, "must not contain a NUL character")
+        try:
+            candidate = Path(value).expanduser()
+        except RuntimeError:  # '~name/...' for a user this machine does not know
+            raise self.fail(key, f"cannot expand {value.split('/')[0]!r}: no such user") from None
         return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
 
     def dataclass_table(self, raw: dict, name: str, cls: type) -> Any:
@@ -358,8 +366,10 @@ class _Reader:
             if value is not None:
                 self.http_url(f"{where}.{key}", value)
         opml = self.string(table, f"{where}.opml", "opml")
-        opml_path = self.relative(opml) if opml else None
-        if opml_path is not None and not opml_path.is_file():
+        if opml is not None and not opml.strip():  # an empty key would leave the feed with no source at all
+            raise self.fail(f"{where}.opml", "must name an OPML file")
+        opml_path = self.relative(f"{where}.opml", opml) if opml else None
+        if opml_path is not None and not _is_file(opml_path):
             raise self.fail(f"{where}.opml", f"file not found: {opml_path}")
         return FeedConfig(url=url, opml=opml_path, site=site, name=self.string(table, f"{where}.name", "name"),
                           tags=self.strings(table, f"{where}.tags", "tags"))
@@ -407,7 +417,8 @@ class _Reader:
         self.only(table, "alert_feeds", {"atom_dir", "entries"})
         atom_dir = self.string(table, "alert_feeds.atom_dir", "atom_dir")
         entries = self.number(table, "alert_feeds.entries", "entries", int, AlertFeeds.entries, (1, 10_000))
-        return AlertFeeds(atom_dir=self.relative(atom_dir) if atom_dir else None, entries=entries)
+        return AlertFeeds(atom_dir=self.relative("alert_feeds.atom_dir", atom_dir) if atom_dir else None,
+                          entries=entries)
 
     def duration(self, key: str, value: str | None) -> int:
         if not value:
@@ -415,7 +426,10 @@ class _Reader:
         match = _DURATION.match(value.strip())
         if not match:
             raise self.fail(key, f"must be a duration like '30m', '6h' or '1d', got {value!r}")
-        return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        if seconds > MAX_COOLDOWN_S:
+            raise self.fail(key, f"must be at most 3650d, got {value!r}")
+        return seconds
 
     def channels(self, table: dict) -> dict[str, Channel]:
         out: dict[str, Channel] = {}
@@ -424,7 +438,8 @@ class _Reader:
             if not isinstance(body, dict):
                 raise self.fail(where, f"must be a table, got {_kind(body)}")
             kind = body.get("type")
-            builder = {"webhook": self.webhook, "email": self.email, "apprise": self.apprise}.get(kind)
+            builders = {"webhook": self.webhook, "email": self.email, "apprise": self.apprise}
+            builder = builders.get(kind) if isinstance(kind, str) else None  # a list or table is no key
             if builder is None:
                 raise self.fail(f"{where}.type", f"must be one of webhook, email, apprise, got {kind!r}")
             out[name] = builder(name, where, body)
@@ -537,8 +552,10 @@ def _conninfo_problem(conninfo: str) -> str | None:
 
 
 def _number(value: float) -> str:
-    """1000000000 -> '1_000_000_000' (as TOML writes it), 0.5 -> '0.5'."""
-    return f"{int(value):_}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
+    """1000000000 -> '1_000_000_000' (as TOML writes it), 0.5 -> '0.5'; an integer too long to read, by its size."""
+    if isinstance(value, int):
+        return f"{value:_}" if value.bit_length() <= 128 else f"a {value.bit_length()}-bit integer"
+    return f"{int(value):_}" if value.is_integer() and abs(value) < 1e18 else f"{value:g}"
 
 
 def url_problem(url: str) -> str | None:
@@ -589,6 +606,13 @@ def store_path_problem(database: Path) -> str | None:
     The store is the folder `<name>.lake/` next to `database`: it (or the nearest existing folder
     above it) must be a writable directory, and `database` itself must not be a directory.
     """
+    try:
+        return _store_path_problem(database)
+    except OSError as exc:  # a name longer than the file system allows, a loop of links, ...
+        return f"cannot be used as a path: {exc.strerror or exc}"
+
+
+def _store_path_problem(database: Path) -> str | None:
     from storage.paths import store_dir
 
     if database.is_dir():
@@ -604,6 +628,14 @@ def store_path_problem(database: Path) -> str | None:
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable (read-only folder or file system), so the store cannot be written"
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """path.is_file(), False for a path no file system could hold (too long a name)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _kind(value: Any) -> str:

@@ -96,7 +96,7 @@ def summary_text(summary: str | None) -> str:
     if not summary or not summary.strip():
         return ""
     try:
-        root = lxml.html.fragment_fromstring(summary, create_parent="div")
+        root = _summary_tree(summary)
     except (etree.ParserError, ValueError):
         return tidy_text(summary)
     for node in root.xpath(".//script | .//style"):
@@ -105,6 +105,16 @@ def summary_text(summary: str | None) -> str:
         if node.tag in _BLOCK_TAGS:  # keep paragraphs apart once the tags are gone
             node.tail = "\n" + (node.tail or "")
     return tidy_text(root.text_content())
+
+
+def _summary_tree(summary: str) -> etree._Element:
+    """The summary under one element: a fragment in a <div>, or the body of a whole document."""
+    try:
+        return lxml.html.fragment_fromstring(summary, create_parent="div")
+    except AssertionError:  # lxml's "too many bodies": the feed put a whole page ("<html>...") in the summary
+        document = lxml.html.document_fromstring(summary)
+        body = document.find("body")
+        return document if body is None else body
 
 
 def tidy_text(text: str | None) -> str:

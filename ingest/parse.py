@@ -22,6 +22,10 @@ class ParsedFeed:
     warning: str | None  # feedparser's bozo exception text, when it recovered from bad markup
 
 
+# What feedparser flags about the HTTP headers rather than the document itself.
+_BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
+
+
 class FeedParseError(ValueError):
     """The bytes are not a feed newsmon can use (no entries and a parse error, or not a feed at all)."""
 
@@ -32,10 +36,16 @@ def parse_feed(body: bytes, feed_url: str, content_type: str | None = None) -> P
     if content_type:
         headers["content-type"] = content_type
     # Bytes plus headers, never a URL or str: feedparser must not fetch anything or guess from a decoded string.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    except Exception as exc:  # noqa: BLE001 - its own bugs on hostile bytes (KeyError 'links', UnicodeDecodeError
+        # of a non-ASCII encoding name) are this feed's parse error, never the run's end
+        raise FeedParseError(f"feedparser failed: {type(exc).__name__}: {exc}") from None
     warning = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     entries = tuple(e for e in (_entry(feed_url, raw) for raw in parsed.entries) if e is not None)
-    if not entries and (warning or not parsed.get("version")):
+    # A feed with nothing in it yet is a feed, even from a server that names no (or the wrong) charset.
+    benign = isinstance(parsed.get("bozo_exception"), _BENIGN)
+    if not entries and ((warning and not benign) or not parsed.get("version")):
         raise FeedParseError(warning or "not an RSS, Atom or RDF document")
     return ParsedFeed(entries, parsed.feed.get("title"), parsed.get("version") or "", warning)
 
@@ -71,4 +81,7 @@ def _when(raw) -> datetime | None:
     stamp = dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")
     if not stamp:
         return None
-    return datetime.fromtimestamp(calendar.timegm(stamp), tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(calendar.timegm(stamp), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):  # year 0 or beyond 9999: a broken date is no date
+        return None
