@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import duckdb
 
+from .damage import StoreDamaged, check_lake
 from .paths import store_dir
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -142,7 +143,12 @@ def _quote(value: str) -> str:
 
 def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads: int | None = None,
             temp_dir: Path | None = None, shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session with the store's lake attached and in use."""
+    """An in-memory DuckDB session with the store's lake attached and in use.
+
+    A local store's catalog and data files are checked first (storage/damage.py): a damaged one raises
+    StoreDamaged before anything reads or writes the lake."""
+    if shared is None:
+        check_lake(catalog_path(database), data_path(database))
     if shared is None and read_only and not catalog_path(database).exists():
         raise StoreMissing(f"{store_dir(database)} does not exist yet: run `newsmon run` first")
     config: dict[str, Any] = {
@@ -165,9 +171,21 @@ def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads:
     else:
         if not read_only:
             _create_catalog(con, database)
-        con.execute(attach_sql(database, read_only))
+        _attach_local(con, database, read_only)
     con.execute(f"USE {LAKE}")
     return con
+
+
+def _attach_local(con: duckdb.DuckDBPyConnection, database: Path, read_only: bool) -> None:
+    """Attach a one-machine lake; a catalog SQLite finds damaged (past check_lake's quick look) names itself."""
+    try:
+        con.execute(attach_sql(database, read_only))
+    except duckdb.Error as exc:
+        if "malformed" in str(exc) or "not a database" in str(exc):
+            reason = str(exc).splitlines()[-1].rsplit(": ", 1)[-1]
+            raise StoreDamaged(f"{catalog_path(database)}: damaged DuckLake catalog ({reason}). newsmon cannot "
+                               "rebuild it: restore the store folder from a backup") from exc
+        raise
 
 
 def _attach_shared(con: duckdb.DuckDBPyConnection, shared: SharedCatalog, read_only: bool) -> None:
