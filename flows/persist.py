@@ -120,7 +120,10 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", i
         with keys.exclusive():
             empty = keys.last_seq() == 0
             caught_up = catch_up_index(store, params)
-        if caught_up and empty:
+        if keys.damaged:
+            log.warning("dedup index %s was damaged (%s): rebuilt from the %d article(s) in the lake",
+                        store_dir(database) / "index.sqlite", keys.damaged, caught_up)
+        elif caught_up and empty:
             log.warning("dedup index built from the %d article(s) in the lake", caught_up)
         elif caught_up:
             log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
