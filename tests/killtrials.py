@@ -225,8 +225,10 @@ def run_trials(seed: int, trials: int, on_result: Callable[[TrialResult], None] 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-TABLE_COLUMNS = ("stage", "trials", "by delay", "killed", "equal to reference", "webhook repeats",
-                 "email repeats", "with problems")
+# "start": killed before the first page request (opening the store, reading the feeds).
+# "promise held": the next run completed, the store equals the reference, the receivers saw each hit
+# with at most the documented repeat.
+TABLE_COLUMNS = ("stage", "trials", "by delay", "killed", "promise held", "webhook repeats", "email repeats")
 
 
 def stage_table(results: list[TrialResult]) -> list[tuple]:
@@ -237,5 +239,5 @@ def stage_table(results: list[TrialResult]) -> list[tuple]:
         if mine:
             rows.append((stage, len(mine), sum(r.point.kind == "delay" for r in mine), sum(r.killed for r in mine),
                          sum(not r.problems for r in mine), sum(r.webhook_repeats for r in mine),
-                         sum(r.mail_repeats for r in mine), sum(bool(r.problems) for r in mine)))
+                         sum(r.mail_repeats for r in mine)))
     return rows
