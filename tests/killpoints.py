@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tests.killsite import KillSite, atom_dir, database
@@ -129,7 +130,9 @@ class Watch:
 
     def __init__(self, workdir: Path, proc: subprocess.Popen | None = None, point: KillPoint | None = None,
                  profile: Profile | None = None, root: int | None = None) -> None:
-        """No point: only count (the reference run). `root`: the process whose forkserver runs extraction."""
+        """No point: only count (the reference run). `root`: the process whose forkserver runs extraction.
+
+        Without a point nothing reads the catalog while the run is going (see commits_since)."""
         self.workdir, self.proc, self.point = workdir, proc, point
         self.root = root if root is not None else proc.pid
         self.threshold = point.threshold(profile) if point and point.kind != "delay" else 0
@@ -170,7 +173,7 @@ class Watch:
             self.extract_ticks = max(self.extract_ticks, self._worker_ticks())
             if kind == "extract" and self.extract_ticks >= self.threshold:
                 self.kill()
-        if kind in ("publish", None) and self.published_at is None and any(atom_dir(self.workdir).glob("*.xml")):
+        if kind == "publish" and self.published_at is None and any(atom_dir(self.workdir).glob("*.xml")):
             self.published_at = latest_snapshot(self.catalog)
         if self.due is None and self._reached(kind):
             self.due = now + self.point.late_s
@@ -239,6 +242,13 @@ def latest_snapshot(catalog: Path) -> int:
     """The newest snapshot id: one per lake commit."""
     rows = _catalog_rows(catalog, "SELECT max(snapshot_id) FROM ducklake_snapshot")
     return rows[0][0] or 0 if rows else 0
+
+
+def commits_since(catalog: Path, moment: float) -> int:
+    """Lake commits made after `moment` (epoch seconds). Read once the run is over: this process must not
+    read a catalog with Python's sqlite3 while its own DuckDB has it open (storage/damage.py says why)."""
+    rows = _catalog_rows(catalog, "SELECT snapshot_time FROM ducklake_snapshot")
+    return sum(1 for (at,) in rows if datetime.fromisoformat(at).timestamp() > moment)
 
 
 def article_commits(catalog: Path) -> int:

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from tests.killcheck import StoreDigest, digest, mail_problems, store_problems, webhook_problems
-from tests.killpoints import (POLL_S, RUN_TIMEOUT_S, KillPoint, Profile, Progress, Watch, follow,
-                              latest_snapshot, orphans_of, plan)
-from tests.killsite import PAGES, KillSite, database
+from tests.killpoints import (POLL_S, RUN_TIMEOUT_S, KillPoint, Profile, Progress, Watch, commits_since, follow,
+                              orphans_of, plan)
+from tests.killsite import PAGES, KillSite, atom_dir, database
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("start", "fetch", "extract", "store", "deliver", "publish")
@@ -97,12 +97,13 @@ class Trials:
         watch = self._reference_run()
         found = digest(database(self.workdir))
         problems = self._reference_problems(found)
-        if watch.published_at is None:
+        feeds = list(atom_dir(self.workdir).glob("*.xml"))
+        if not feeds:
             problems.append("no alert feed file was written")
         if problems:
             raise RuntimeError(f"the reference run is not a valid reference: {problems}")
         p = watch.progress
-        upkeep = latest_snapshot(watch.catalog) - watch.published_at
+        upkeep = commits_since(watch.catalog, feeds[0].stat().st_mtime)
         self.reference = Reference(found, Profile(p.pages, max(p.extract_ticks, 1), p.article_commits, p.webhooks,
                                                   p.mails, upkeep, p.seconds))
         return self.reference
