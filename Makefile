@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-scale clean
+.PHONY: install demo test bench bench-scale bench-faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-scale: $(STAMP)   # a million synthetic articles through `newsmon import`, then runs against them (~40 min)
 	$(BIN)/python bench/scale_bench.py
+
+bench-faults: $(STAMP)   # 50 seeded kill -9 trials of a 200-article cycle, each followed by a completing run (~30 min)
+	$(BIN)/python bench/fault_bench.py
 
 clean:
 	rm -rf $(VENV) newsmon-demo.lake newsmon-demo.toml .newsmon-demo .pytest_cache .bench-cache .hypothesis

@@ -156,9 +156,7 @@ def _deliver_each(con, client, channel: WebhookChannel | AppriseChannel,
 def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, int]], report: AlertReport,
                    keys, secrets: Sequence[str]) -> None:
     hits = [hit for hit, _ in items]
-    batch_key = hashlib.sha256("\n".join(delivery_id(h.alert, h.article_id, channel.name)
-                                         for h in hits).encode()).hexdigest()
-    outcome = send_email(channel, email_message(hits, channel, batch_key))
+    outcome = send_email(channel, email_message(hits, channel, email_batch_key(hits, channel.name)))
     outcome = replace(outcome, error=redact(outcome.error, secrets))
     # The whole message is marked in one commit: a crash leaves all of its hits pending or none, so
     # a resend after a crash forms the same batch and carries the same Message-ID.
@@ -171,6 +169,15 @@ def _deliver_email(con, channel: EmailChannel, items: Sequence[tuple[AlertHit, i
     for hit, status in zip(hits, statuses):
         _release(keys, hit, channel.name, done=status != alert_store.PENDING)
         _report(channel, hit, outcome, status, report)
+
+
+def email_batch_key(hits: Sequence[AlertHit], channel: str) -> str:
+    """What names a message's batch (and so its Message-ID): the set of its hits' delivery ids.
+
+    Sorted, so a resend after a crash gets the same id whatever order the store lists the pending
+    hits in (hits published at the same time, or with no date, have no fixed order)."""
+    ids = sorted(delivery_id(h.alert, h.article_id, channel) for h in hits)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
 def delivery_status(ok: bool, attempts: int, max_attempts: int) -> str:

@@ -24,7 +24,7 @@ from ingest.urls import url_id
 from storage import articles as article_store
 from storage.db import SharedCatalog, open_writer, store_dir, write
 from storage.keys import KeyIndex, SqliteKeys
-from search.index import IndexDoc, SearchIndex
+from search.index import IndexDamaged, IndexDoc, SearchIndex
 
 from flows.search import index_from, index_path
 
@@ -120,7 +120,10 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", i
         with keys.exclusive():
             empty = keys.last_seq() == 0
             caught_up = catch_up_index(store, params)
-        if caught_up and empty:
+        if keys.damaged:
+            log.warning("dedup index %s was damaged (%s): rebuilt from the %d article(s) in the lake",
+                        store_dir(database) / "index.sqlite", keys.damaged, caught_up)
+        elif caught_up and empty:
             log.warning("dedup index built from the %d article(s) in the lake", caught_up)
         elif caught_up:
             log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
@@ -133,10 +136,18 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", i
 
 
 def _open_search(store: Store, database: Path, heap_mb: int) -> None:
-    store.search = SearchIndex.open_writer(index_path(database), heap_mb=heap_mb)
+    """Open the full-text index and catch it up with the lake; a damaged one is started over and rebuilt."""
+    path = index_path(database)
+    try:
+        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb), None
+    except IndexDamaged as exc:
+        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb, start_over=True), exc.reason
     with store.timing_search():
         indexed = index_from(store.con, store.search, store.search.last_seq(), commit_every=100_000)
-    if indexed:
+    if damaged:
+        log.warning("search index %s was damaged (%s): rebuilt from the %d article(s) in the lake", path, damaged,
+                    indexed)
+    elif indexed:
         log.warning("search index caught up with %d article(s) the lake held beyond it", indexed)
 
 

@@ -19,7 +19,7 @@ import tantivy
 from alerts.match import snippet
 from alerts.query import Node, language_code, parse
 from ingest.models import Article
-from search.index import IndexDoc, SearchIndex, index_dir
+from search.index import IndexDamaged, IndexDoc, SearchIndex, index_dir
 from search.query import Filters, compile_query, filtered, highlight_words, relaxed, slots_for
 from storage import articles as article_store
 from storage import index as key_index
@@ -68,7 +68,10 @@ def reindex(database: Path, memory_limit: str = "2GB", progress=None, wait_s: fl
     """Rebuild the whole index from the lake (waits for a running writer to finish); returns the article count."""
     with writer_lock(database, wait_s=wait_s):
         con = open_reader(database, memory_limit)
-        index = SearchIndex.open_writer(index_path(database), heap_mb=256, threads=2)
+        try:
+            index = SearchIndex.open_writer(index_path(database), heap_mb=256, threads=2)
+        except IndexDamaged:  # everything is indexed again anyway
+            index = SearchIndex.open_writer(index_path(database), heap_mb=256, threads=2, start_over=True)
         try:
             if progress:
                 progress.start(article_store.count_after(con, 0))

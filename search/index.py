@@ -40,6 +40,15 @@ class IndexMissing(FileNotFoundError):
     """The store has no search index yet."""
 
 
+class IndexDamaged(RuntimeError):
+    """The index's files cannot be read (cut short, overwritten); it is rebuilt from the lake, never repaired."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged ({reason}): the next `newsmon run` rebuilds it from the store, "
+                         f"or run `newsmon search --reindex`")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class IndexDoc:
     """What the index takes of an article."""
@@ -149,15 +158,16 @@ class SearchIndex:
         if not _current(path):
             raise IndexMissing(f"{path} does not exist yet: the next `newsmon run` builds it, "
                                f"or run `newsmon search --reindex`")
-        return cls(path, _register(tantivy.Index.open(str(path))), None)
+        return cls(path, _opened(path, lambda: tantivy.Index.open(str(path))), None)
 
     @classmethod
-    def open_writer(cls, path: Path, heap_mb: int = 64, threads: int = 1) -> "SearchIndex":
-        """Open for writing, creating it (or starting over, if its schema is outdated); one writer per store."""
-        if path.exists() and not _current(path):
+    def open_writer(cls, path: Path, heap_mb: int = 64, threads: int = 1, start_over: bool = False) -> "SearchIndex":
+        """Open for writing, creating it (or starting over, if its schema is outdated or `start_over`); one
+        writer per store. Raises IndexDamaged when its files cannot be read."""
+        if path.exists() and (start_over or not _current(path)):
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
-        index = _register(tantivy.Index(SCHEMA, path=str(path), reuse=True))
+        index = _opened(path, lambda: tantivy.Index(SCHEMA, path=str(path), reuse=True))
         (path / _VERSION_FILE).write_text(SCHEMA_VERSION)
         return cls(path, index, index.writer(heap_size=heap_mb * 1_000_000, num_threads=threads))
 
@@ -209,6 +219,16 @@ class SearchIndex:
     def size_bytes(self) -> int:
         """Bytes on disk."""
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _opened(path: Path, open_index) -> tantivy.Index:
+    """open_index() with the tokenizers registered; tantivy checks every segment file's footer as it opens
+    them, so a file cut short or overwritten fails here, as IndexDamaged."""
+    try:
+        return _register(open_index())
+    except ValueError as exc:  # tantivy's "Data corrupted", "Failed to open file for read ... Footer ..."
+        reason = " ".join(str(exc).split(" Content:")[0].split())  # not the damaged bytes themselves
+        raise IndexDamaged(path, reason[:200]) from None
 
 
 def _current(path: Path) -> bool:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import duckdb
 
+from .damage import check_catalog_presence, check_data_files, damaged_catalog, truncation
 from .paths import store_dir
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -142,7 +143,12 @@ def _quote(value: str) -> str:
 
 def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads: int | None = None,
             temp_dir: Path | None = None, shared: SharedCatalog | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session with the store's lake attached and in use."""
+    """An in-memory DuckDB session with the store's lake attached and in use.
+
+    A local store's catalog and data files are checked as it opens (storage/damage.py): a damaged one
+    raises StoreDamaged before anything is written."""
+    if shared is None:
+        check_catalog_presence(catalog_path(database), data_path(database))
     if shared is None and read_only and not catalog_path(database).exists():
         raise StoreMissing(f"{store_dir(database)} does not exist yet: run `newsmon run` first")
     config: dict[str, Any] = {
@@ -165,9 +171,67 @@ def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads:
     else:
         if not read_only:
             _create_catalog(con, database)
-        con.execute(attach_sql(database, read_only))
+        _attach_local(con, database, read_only)
     con.execute(f"USE {LAKE}")
+    if shared is None:
+        try:
+            _check_local_lake(con, database)
+        except BaseException:
+            con.close()
+            raise
     return con
+
+
+def _attach_local(con: duckdb.DuckDBPyConnection, database: Path, read_only: bool) -> None:
+    """Attach a one-machine lake; a catalog SQLite finds damaged (past check_lake's quick look) names itself."""
+    try:
+        con.execute(attach_sql(database, read_only))
+    except duckdb.Error as exc:
+        if "malformed" in str(exc) or "not a database" in str(exc):
+            raise damaged_catalog(catalog_path(database), str(exc).splitlines()[-1].rsplit(": ", 1)[-1]) from exc
+        raise
+
+
+_META = f"__ducklake_metadata_{LAKE}"  # the catalog's own tables, as DuckLake attaches them
+
+
+def _check_local_lake(con: duckdb.DuckDBPyConnection, database: Path) -> None:
+    """Before anything is written: the catalog holds every page its header counts, and every data and delete
+    file of the current snapshot is whole (storage/damage.py)."""
+    catalog = catalog_path(database)
+    try:
+        pages, page_size = (int(con.execute(f"SELECT * FROM sqlite_scan(?, 'pragma_{name}')",
+                                            [str(catalog)]).fetchone()[0]) for name in ("page_count", "page_size"))
+        files = _current_files(con)
+    except duckdb.Error as exc:
+        raise damaged_catalog(catalog, " ".join(str(exc).split())[:200]) from exc
+    reason = truncation(catalog, pages, page_size)
+    if reason:
+        raise damaged_catalog(catalog, reason)
+    check_data_files(files, lambda: _current_files(con))
+
+
+def _current_files(con: duckdb.DuckDBPyConnection) -> dict[Path, int | None]:
+    """Every data and delete file the current snapshot reads, with the size the catalog recorded."""
+    rows = con.execute(f"""
+        WITH files AS (
+            SELECT table_id, path, path_is_relative, file_size_bytes FROM {_META}.ducklake_data_file
+            WHERE end_snapshot IS NULL
+            UNION ALL
+            SELECT table_id, path, path_is_relative, file_size_bytes FROM {_META}.ducklake_delete_file
+            WHERE end_snapshot IS NULL)
+        SELECT (SELECT value FROM {_META}.ducklake_metadata WHERE key = 'data_path'),
+               s.path, s.path_is_relative, t.path, t.path_is_relative, f.path, f.path_is_relative, f.file_size_bytes
+        FROM files f JOIN {_META}.ducklake_table t USING (table_id) JOIN {_META}.ducklake_schema s USING (schema_id)
+        WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL""").fetchall()
+    found = {}
+    for root, schema, schema_rel, table, table_rel, path, path_rel, size in rows:
+        where = Path(root)
+        for part, relative in ((schema, schema_rel), (table, table_rel), (path, path_rel)):
+            if part:
+                where = where / part if relative else Path(part)
+        found[where] = size
+    return found
 
 
 def _attach_shared(con: duckdb.DuckDBPyConnection, shared: SharedCatalog, read_only: bool) -> None:

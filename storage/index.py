@@ -17,6 +17,8 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .damage import sqlite_damage
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS url_keys (key INTEGER PRIMARY KEY, article_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS hash_keys (key INTEGER NOT NULL, article_id INTEGER NOT NULL,
@@ -32,6 +34,41 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 _IDS = "SELECT value FROM json_each(?)"
 _TABLES = ("url_keys", "hash_keys", "band_keys", "copies", "members", "meta")
 SCHEMA_VERSION = 2  # 2: band keys lead with a time bucket
+# The leading key of each table's B-tree (damage() reads both ends of each).
+_KEYS = {"url_keys": "key", "hash_keys": "key", "band_keys": "bucket", "copies": "article_id",
+         "members": "article_id", "meta": "name"}
+
+
+def damage(path: Path) -> str | None:
+    """Why an existing index file cannot be used (truncated, overwritten, unreadable), or None.
+
+    The index is derived from the lake: a damaged one is discarded and rebuilt, never repaired."""
+    if not path.exists():
+        return None
+    reason = sqlite_damage(path)
+    if reason is not None:
+        return reason
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for table, key in _KEYS.items():  # each B-tree's first and last leaves: where a cut file shows
+                con.execute(f"SELECT * FROM (SELECT {key} FROM {table} ORDER BY {key} LIMIT 1), "
+                            f"(SELECT {key} FROM {table} ORDER BY {key} DESC LIMIT 1)").fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc) or "no such column" in str(exc):
+            return None  # an older or partial schema: open_index starts it over without calling it damage
+        return str(exc)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None
+
+
+def discard(path: Path) -> None:
+    """Delete the index file and its WAL, so the next open starts an empty one."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        path.with_name(name).unlink(missing_ok=True)
 
 
 def open_index(path: Path, cache_mb: int = 64, layout: int = 0) -> sqlite3.Connection:

@@ -18,6 +18,7 @@ class KeyIndex(Protocol):
     """What the store stage asks of the dedup keys."""
 
     shared: bool  # several writers: the store step is taken in turn, deliveries are claimed
+    damaged: str | None  # why the keys had to be started over (then rebuilt from the lake), or None
 
     def exclusive(self, name: str = "store"): ...
     def last_seq(self) -> int: ...
@@ -39,6 +40,10 @@ class SqliteKeys:
     shared = False
 
     def __init__(self, path: Path, cache_mb: int = 64, layout: int = 0) -> None:
+        """Open index.sqlite; a damaged one is discarded first (`damaged` says why) and rebuilt by the caller."""
+        self.damaged = index.damage(path)
+        if self.damaged:
+            index.discard(path)
         self.con: sqlite3.Connection = index.open_index(path, cache_mb, layout)
 
     @contextmanager

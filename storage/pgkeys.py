@@ -80,6 +80,7 @@ class PgKeys:
     """The KeyIndex of a shared lake (see storage/keys.py for the interface)."""
 
     shared = True
+    damaged = None  # PostgreSQL keeps its tables whole; keys computed otherwise are forgotten, not damaged
 
     def __init__(self, conninfo: str, run_id: str | None = None, layout: int = 0) -> None:
         self.con = connect(conninfo)

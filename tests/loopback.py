@@ -9,6 +9,7 @@ import datetime as _dt
 import ipaddress
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A client that drops its connection (a killed run, a timeout) is routine here, not a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 Handler = Callable[[Request], Response]
@@ -92,7 +101,7 @@ class LoopbackHTTPServer:
 
             do_POST = do_PUT = do_HEAD = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         if tls:
             self._server.socket = _server_tls_context(tls).wrap_socket(self._server.socket, server_side=True)
@@ -192,8 +201,10 @@ class SMTPSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
 
     def __init__(self, auth: tuple[str, str] | None = None, *, tls: tuple[Path, Path] | None = None,
-                 implicit_tls: bool = False, data_replies: list[str] | None = None) -> None:
-        """tls=(cert, key): STARTTLS, or SMTPS with implicit_tls; data_replies: DATA answers in order, last repeats."""
+                 implicit_tls: bool = False, data_replies: list[str] | None = None,
+                 on_message: Callable[[EmailMessage], None] | None = None) -> None:
+        """tls=(cert, key): STARTTLS, or SMTPS with implicit_tls; data_replies: DATA answers in order, last repeats;
+        on_message: called with each accepted message, before the server answers the client."""
         from aiosmtpd.controller import Controller
 
         self.messages: list[EmailMessage] = []
@@ -212,6 +223,8 @@ class SMTPSink:
                     sink.messages.append(message_from_bytes(envelope.original_content or envelope.content,
                                                             policy=policy.default))
                     sink.tls_used.append(server.transport.get_extra_info("ssl_object") is not None)
+                    if on_message is not None:
+                        on_message(sink.messages[-1])
                 return reply
 
         kwargs = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.channels import WebhookChannel
+from alerts.channels import EmailChannel, WebhookChannel
 from alerts.deliver import http_client, send_webhook
 from flows.config import load_settings
 from flows.delivery import deliver_pending
@@ -64,6 +64,21 @@ def test_an_email_batch_is_marked_in_one_commit(tmp_path, db_path, http_server):
         assert len(up.messages) == 1
     assert after - before == 1, "all 12 marks are one snapshot, so no crash can leave a part of them"
     assert query(db_path, "SELECT status, count(*) FROM deliveries GROUP BY ALL") == [("sent", 12)]
+
+
+def test_a_resent_batch_has_the_same_message_id_whatever_order_its_hits_come_in():
+    """Pending hits published at the same time (or undated) have no fixed order in the store."""
+    from alerts.render import email_message
+    from flows.delivery import email_batch_key
+
+    hits = [AlertHit(alert="syria", article_id=i, url=f"https://example.org/{i}", title="T",
+                     feed_url="https://example.org/f", published_at=None, matched_terms=("syria",), snippet="s",
+                     snippet_html="s") for i in range(5)]
+    channel = EmailChannel(name="desk", smtp_host="127.0.0.1", sender="n@example.org", to=("d@example.org",))
+    first = email_message(hits, channel, email_batch_key(hits, "desk"))
+    again = email_message(hits[::-1], channel, email_batch_key(hits[::-1], "desk"))
+    assert first["Message-ID"] == again["Message-ID"]
+    assert email_batch_key(hits[:4], "desk") != email_batch_key(hits, "desk")
 
 
 # --- hostile receivers -------------------------------------------------------------------------
