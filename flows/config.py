@@ -23,7 +23,7 @@ from alerts.channels import DIGEST, IMMEDIATE, AppriseChannel, Channel, EmailCha
 from alerts.query import QueryError, Rule, parse
 from ingest.dedup import DedupParams
 from ingest.models import FetchPolicy
-from storage.db import S3Access, SharedCatalog
+from storage.shared import S3Access, SharedCatalog
 
 DEFAULT_CONFIG = "newsmon.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

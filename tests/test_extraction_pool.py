@@ -1,9 +1,7 @@
-"""flows/extraction.py: the pool's size, and a run's main process left without trafilatura."""
+"""flows/extraction.py: how many processes extract, and when a thread does instead."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 from flows.deathsig import PARENT_VARIABLE
@@ -21,10 +19,3 @@ def test_small_runs_extract_in_a_thread_and_real_runs_in_processes(monkeypatch):
         assert isinstance(small, ThreadPoolExecutor)
     with extraction_pool(EXTRACT_PROCESS_MIN_PAGES, workers=2) as pool:
         assert isinstance(pool, ProcessPoolExecutor) and pool._max_workers == 2
-
-
-def test_the_run_path_does_not_import_trafilatura():
-    # Only the extraction workers need it: the main process stays small and starts fast.
-    code = "import sys, flows.cli, flows.cycle; print(sorted(m for m in ('trafilatura', 'apprise') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
