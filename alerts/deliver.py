@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.from_thread
-import apprise
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
@@ -299,6 +298,8 @@ def send_apprise(channel: AppriseChannel, hit: AlertHit) -> DeliveryOutcome:
 
 def _notify(channel: AppriseChannel, hit: AlertHit) -> DeliveryOutcome:
     """One notify() call; Apprise's per-service retry means a retry never repeats a service that succeeded."""
+    import apprise  # here, not at the top: it takes a third of a second to import and most runs send nothing
+
     notifier = apprise.Apprise(asset=apprise.AppriseAsset(default_service_retry=max(channel.retries, 0)))
     invalid = [str(n) for n, url in enumerate(channel.urls, 1) if not notifier.add(url)]
     if invalid:

@@ -23,7 +23,7 @@ from alerts.channels import DIGEST, IMMEDIATE, AppriseChannel, Channel, EmailCha
 from alerts.query import QueryError, Rule, parse
 from ingest.dedup import DedupParams
 from ingest.models import FetchPolicy
-from storage.db import S3Access, SharedCatalog
+from storage.shared import S3Access, SharedCatalog
 
 DEFAULT_CONFIG = "newsmon.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -82,6 +82,8 @@ CHANNEL_RANGES: dict[str, tuple[float, float]] = {
 }
 DEDUP_RANGES: dict[str, tuple[float, float]] = {"shingle": (1, 20), "min_words": (0, 100_000),
                                                 "near_window_days": (1, 3650)}
+# Each worker holds a parsed page and trafilatura (about 60-100 MB): more than this is a typo, not a machine.
+MAX_EXTRACT_WORKERS = 64
 ALERT_RANGES: dict[str, tuple[float, float]] = {"min_words": (0, 1_000_000), "max_per_run": (0, 1_000_000)}
 
 
@@ -119,6 +121,7 @@ class Settings:
     channels: Mapping[str, Channel] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
     alert_feeds: AlertFeeds = field(default_factory=AlertFeeds)
+    extract_workers: int = 0  # [extract] workers: extraction processes, 0 = one per CPU (flows/extraction.py)
     # Every value a ${VAR} expanded to: redacted from whatever newsmon writes (store, logs, errors).
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -158,7 +161,8 @@ class _Reader:
         return ConfigError(self.path, redact(key, self.secrets), redact(problem, self.secrets))
 
     def settings(self, raw: dict) -> Settings:
-        self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule", "alert_feeds"})
+        self.only(raw, "", {"storage", "fetch", "dedup", "feeds", "alerts", "channels", "schedule", "alert_feeds",
+                            "extract"})
         storage = self.table(raw, "storage")
         self.only(storage, "storage", {"database", "memory_limit", "snapshot_retention_days", "catalog", "data_path",
                                        "s3"})
@@ -176,6 +180,7 @@ class _Reader:
             channels=channels,
             schedule=self.schedule(self.table(raw, "schedule")),
             alert_feeds=self.alert_feeds(self.table(raw, "alert_feeds")),
+            extract_workers=self.extract_workers(self.table(raw, "extract")),
             secrets=tuple(dict.fromkeys(self.secrets)),
         )
 
@@ -284,6 +289,13 @@ class _Reader:
         return cls(**values)
 
     # -- sections -------------------------------------------------------------------
+    def extract_workers(self, table: dict) -> int:
+        self.only(table, "extract", {"workers"})
+        workers = self.typed(table, "extract.workers", "workers", int, 0)
+        if not 0 <= workers <= MAX_EXTRACT_WORKERS:
+            raise self.fail("extract.workers", f"must be between 0 and {MAX_EXTRACT_WORKERS}, got {workers}")
+        return workers
+
     def storage_policy(self, table: dict) -> StoragePolicy:
         memory = self.string(table, "storage.memory_limit", "memory_limit", StoragePolicy.memory_limit)
         if not _MEMORY.match(memory):

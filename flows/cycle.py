@@ -9,16 +9,15 @@ import asyncio
 from collections import deque
 from contextlib import nullcontext
 import logging
-import os
 import time
 import uuid
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Sequence
 
-from ingest.extract import article_from_entry, extract_article
+from ingest.dedup import DedupParams, signature
+from ingest.feed_article import article_from_entry
 from ingest.fetch import Fetcher
 from ingest.models import (HTTP_ERROR, NETWORK_ERROR, OK, PARSE_ERROR, TIMEOUT, Article, FeedEntry,
                            FeedResponse, FeedSource, FetchAttempt)
@@ -34,11 +33,11 @@ from storage.lock import RunInProgress, writer_lock
 from flows.alert_feeds import write_alert_feeds
 from flows.config import Settings
 from flows.logredact import redacted_logs
-from flows.deathsig import PARENT_VARIABLE, die_with_parent
+from flows.extraction import extract_page, extraction_pool
 from flows.delivery import alert_and_deliver
 from flows.feed_state import next_state
 from flows.maintenance import maintain, maintain_shared
-from flows.persist import Store, StoreResult, known, open_store, prepare, store_articles
+from flows.persist import Store, StoreResult, known, open_store, prepare, prepared_from, store_articles
 from flows.sharding import Shard, select
 from flows.sources import resolve_sources
 from flows.summary import AlertReport, RunSummary
@@ -47,7 +46,6 @@ from flows.upgrade import upgrade_legacy
 log = logging.getLogger("newsmon.ingest")
 PAGE_BATCH = 25  # pages per fetch-and-extract task: coarse enough that per-task overhead stays negligible
 BATCHES_IN_FLIGHT = 4  # page batches downloading or waiting for extraction at once
-EXTRACT_PROCESS_MIN_PAGES = 50
 # A page that fails in a way that may pass (timeout, network error, HTTP 429/5xx) is tried again by the
 # next runs; the run that makes this many tries in all stores the story from the feed summary instead.
 PAGE_RUNS = 3
@@ -72,6 +70,8 @@ class PageBatch:
     failed: int  # entries whose page could not be fetched or extracted (kept from the feed summary)
     # (entry, outcome, error) of pages that failed transiently: worth another run (see PAGE_RUNS)
     transient: tuple[tuple[FeedEntry, str, str | None], ...] = ()
+    # MinHash signature of each article, computed where its text was made; empty: the store computes them
+    signatures: tuple[tuple[int, ...] | None, ...] = ()
 
 
 async def fetch_feed(fetcher: Fetcher, source: FeedSource) -> FeedResult:
@@ -96,26 +96,31 @@ def _parse_failed(response: FeedResponse, error: str) -> FeedResponse:
     return replace(response, outcome=PARSE_ERROR, error=error, attempts=response.attempts + (attempt,))
 
 
-async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool: Executor) -> PageBatch:
-    """Download pages concurrently; extraction runs in the worker `pool` while other downloads go on."""
+async def fetch_and_extract(fetcher: Fetcher, entries: Sequence[FeedEntry], pool: Executor,
+                            params: DedupParams = DedupParams()) -> PageBatch:
+    """Download pages concurrently; extraction (and each text's signature) runs in the worker `pool`
+    while other downloads go on."""
     loop = asyncio.get_running_loop()
 
-    async def one(entry: FeedEntry) -> tuple[Article, tuple[FetchAttempt, ...], bool, tuple | None]:
+    async def one(entry: FeedEntry) -> tuple[Article, tuple[int, ...] | None, tuple[FetchAttempt, ...], bool,
+                                             tuple | None]:
         page = await fetcher.fetch_page(entry)
         if page.outcome == OK:
-            article = await loop.run_in_executor(pool, extract_article, page)
-            if article is not None:
-                return article, page.attempts, False, None
+            extracted = await loop.run_in_executor(pool, extract_page, page, params)
+            if extracted is not None:
+                return extracted[0], extracted[1], page.attempts, False, None
             failure = FetchAttempt(page.fetched_at, page.final_url, "article", page.status, PARSE_ERROR,
                                    "no article body found in the page", 0, len(page.body or b""))
-            return (article_from_entry(entry, page.fetched_at, page.final_url), page.attempts + (failure,), True,
-                    None)
+            fallback = article_from_entry(entry, page.fetched_at, page.final_url)
+            return fallback, signature(fallback.text, params), page.attempts + (failure,), True, None
         transient = (entry, page.outcome, page.error) if _transient(page.outcome, page.status) else None
-        return article_from_entry(entry, page.fetched_at), page.attempts, True, transient
+        fallback = article_from_entry(entry, page.fetched_at)
+        return fallback, signature(fallback.text, params), page.attempts, True, transient
 
     results = await asyncio.gather(*(one(e) for e in entries))
-    return PageBatch(tuple(r[0] for r in results), tuple(a for r in results for a in r[1]),
-                     sum(1 for r in results if r[2]), tuple(r[3] for r in results if r[3]))
+    return PageBatch(tuple(r[0] for r in results), tuple(a for r in results for a in r[2]),
+                     sum(1 for r in results if r[3]), tuple(r[4] for r in results if r[4]),
+                     tuple(r[1] for r in results))
 
 
 def _transient(outcome: str, status: int | None) -> bool:
@@ -146,14 +151,17 @@ def store_batch(store: Store, batch: PageBatch, settings: Settings, run_id: str)
     wait = [(entry, tried.get(entry.url, 0) + 1, outcome, error) for entry, outcome, error in batch.transient
             if tried.get(entry.url, 0) + 1 < PAGE_RUNS]
     waiting = {entry.url for entry, *_ in wait}
-    articles = [a for a in batch.articles if a.source_url not in waiting]
+    kept = [i for i, a in enumerate(batch.articles) if a.source_url not in waiting]
+    articles = [batch.articles[i] for i in kept]
+    prepared = (prepared_from(articles, [batch.signatures[i] for i in kept], settings.dedup) if batch.signatures
+                else prepare(articles, settings.dedup))
 
     def also(con) -> None:
         feed_store.log_attempts(con, batch.attempts, run_id)
         retry_store.forget(con, [u for u in tried if u not in waiting])
         retry_store.save(con, wait, datetime.now(timezone.utc))
 
-    result = store_articles(store, prepare(articles, settings.dedup), settings.dedup, run_id, also=also)
+    result = store_articles(store, prepared, settings.dedup, run_id, also=also)
     return replace(result, waiting=tuple(sorted(waiting)))
 
 
@@ -222,7 +230,7 @@ async def _locked_cycle(settings: Settings, stages: Stages, progress, logger, sh
         state.summary.commit_retries = commit_retries() - retries_before
         _finish_run(con, state, "completed")
         _write_feeds(con, settings, logger)
-        _maintain(store, settings, logger, shard)
+        _maintain(store, settings, logger, shard, stored_any=state.summary.articles_new > 0)
     except BaseException:
         _finish_run(con, state, "failed")
         raise
@@ -279,15 +287,15 @@ async def _read_pages(store: Store, fetcher: Fetcher, entries: list[FeedEntry], 
     batches = iter([ordered[i:i + PAGE_BATCH] for i in range(0, len(ordered), PAGE_BATCH)])
     if progress:
         progress.start(len(entries))
-    with extraction_pool(len(entries)) as pool:
+    with extraction_pool(len(entries), settings.extract_workers) as pool:
         running: set[asyncio.Future] = set()
 
         def launch() -> None:
             batch = next(batches, None)
             if batch:
-                running.add(asyncio.ensure_future(stages.fetch_and_extract(fetcher, batch, pool)))
+                running.add(asyncio.ensure_future(stages.fetch_and_extract(fetcher, batch, pool, settings.dedup)))
 
-        # A bounded window: downloads run ahead of the single extraction thread by a few batches at most,
+        # A bounded window: downloads run ahead of the extraction workers by a few batches at most,
         # so memory stays flat however many pages a run has.
         for _ in range(BATCHES_IN_FLIGHT):
             launch()
@@ -303,23 +311,6 @@ async def _read_pages(store: Store, fetcher: Fetcher, entries: list[FeedEntry], 
                 if progress:
                     progress.advance(len(batch.articles))
                 launch()
-
-
-def extraction_pool(pages: int) -> Executor:
-    """Where pages are extracted: one worker process for real runs, a thread for a handful of pages.
-
-    Extraction is CPU-bound Python; in a process of its own it gets the second core instead of
-    sharing one interpreter lock with downloads, MinHash and DuckDB. Starting that process costs
-    about a second, which only pays off beyond a few dozen pages.
-    """
-    if pages < EXTRACT_PROCESS_MIN_PAGES:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
-    # forkserver: workers fork from a clean server process, never from this one with its threads.
-    # Both the server and the worker die with their parent (flows/deathsig.py), even on SIGKILL.
-    context = multiprocessing.get_context("forkserver")
-    os.environ[PARENT_VARIABLE] = str(os.getpid())  # the forkserver inherits it: a parent gone early is seen
-    context.set_forkserver_preload(["flows.deathsig_preload", "ingest.extract"])
-    return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=die_with_parent)
 
 
 def interleave_by_host(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
@@ -355,7 +346,7 @@ def _write_feeds(con, settings: Settings, logger) -> None:
         logger.warning("writing the alert feeds to %s failed: %s", settings.alert_feeds.atom_dir, exc)
 
 
-def _maintain(store: Store, settings: Settings, logger, shard: Shard | None) -> None:
+def _maintain(store: Store, settings: Settings, logger, shard: Shard | None, stored_any: bool = True) -> None:
     """Upkeep after the run; a shard leaves it to the sharded flow, which runs it once for all shards."""
     if shard is not None and store.keys.shared:
         return
@@ -363,7 +354,9 @@ def _maintain(store: Store, settings: Settings, logger, shard: Shard | None) -> 
         if store.keys.shared:
             maintain_shared(store.con, store.keys, settings.storage.snapshot_retention_days)
         else:
-            maintain(store.con, settings.storage.snapshot_retention_days)
+            # A run that stored no article has nothing to merge (its feed-state rows stay inlined in the
+            # catalog until the next run with articles flushes them): compaction cost 1 s of a 4 s no-op run.
+            maintain(store.con, settings.storage.snapshot_retention_days, compact=stored_any)
     except Exception as exc:  # the run's data is committed; upkeep is retried by the next run
         logger.warning("maintenance failed, the next run retries it: %s", exc)
 

@@ -24,10 +24,10 @@ class MaintenanceReport:
     seconds: float
 
 
-def maintain(con, retention_days: int, other_writers: bool = False) -> MaintenanceReport:
-    """Compact, expire snapshots older than retention_days, delete files nothing refers to."""
+def maintain(con, retention_days: int, other_writers: bool = False, compact: bool = True) -> MaintenanceReport:
+    """Compact (unless told not to), expire snapshots older than retention_days, delete files nothing refers to."""
     started = time.monotonic()
-    merged = lake.compact(con)
+    merged = lake.compact(con) if compact else 0
     expired = lake.expire_snapshots(con, retention_days)
     deleted = lake.delete_unreferenced_files(con, other_writers)
     report = MaintenanceReport(merged, expired, deleted, round(time.monotonic() - started, 3))

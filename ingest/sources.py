@@ -4,8 +4,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import urljoin, urlsplit
 
-from trafilatura.feeds import FeedParameters, determine_feed
-from trafilatura.utils import load_html
 
 from .models import FeedSource
 
@@ -51,6 +49,10 @@ _NOT_FEED_TYPES = {"application/json", "text/plain"}
 
 def feeds_from_home_page(html: bytes, page_url: str) -> list[str]:
     """Feed URLs a home page advertises (<link rel="alternate" type="application/rss+xml" ...>), via trafilatura."""
+    # Imported here: only site discovery needs it, and a run's main process otherwise never loads trafilatura.
+    from trafilatura.feeds import FeedParameters, determine_feed
+    from trafilatura.utils import load_html
+
     tree = load_html(html.decode("utf-8", errors="replace"))
     if tree is None:
         return []

@@ -21,13 +21,11 @@ import importlib.util
 import json
 import logging
 import random
-import re
 import sqlite3
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -35,14 +33,12 @@ import duckdb
 
 from .damage import check_catalog_presence, check_data_files, damaged_catalog, truncation
 from .paths import store_dir
+from .shared import PG_EXTENSIONS, S3Access, SharedCatalog  # noqa: F401 - re-exported: callers import them here
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 LAKE = "newsmon"  # the name the lake is attached under; every table lives in it
 # ducklake reaches the SQLite catalog through sqlite_scanner, which must be loaded first.
 EXTENSIONS = ("sqlite_scanner", "ducklake")
-# A shared lake: its catalog in PostgreSQL, in a schema of its own; the dedup keys live beside it
-# (storage/pgkeys.py). httpfs is loaded only for an s3:// data path.
-PG_EXTENSIONS = ("postgres_scanner", "ducklake")
 LAKE_SCHEMA = "newsmon_lake"
 COMMIT_ATTEMPTS = 12  # a lake transaction that conflicts with another writer's is run again this often
 log = logging.getLogger("newsmon.store")
@@ -51,39 +47,6 @@ T = TypeVar("T")
 
 class StoreMissing(FileNotFoundError):
     """The store has not been created yet."""
-
-
-@dataclass(frozen=True)
-class S3Access:
-    """Credentials and endpoint for an s3:// data path (any S3-compatible store)."""
-
-    key_id: str
-    secret: str
-    region: str | None = None
-    endpoint: str | None = None  # host[:port] of a non-AWS store (MinIO, R2, Ceph...)
-    url_style: str | None = None  # 'path' for most non-AWS stores, 'vhost' for AWS
-    use_ssl: bool = True
-
-
-@dataclass(frozen=True)
-class SharedCatalog:
-    """A lake several machines write: DuckLake catalog in PostgreSQL, data files in a shared place."""
-
-    conninfo: str  # libpq "key=value ..." string
-    data_path: str  # absolute folder mounted at the same path everywhere, or s3://bucket/prefix/
-    s3: S3Access | None = None
-
-    def extensions(self) -> tuple[str, ...]:
-        """The extensions a session needs to attach this lake."""
-        return PG_EXTENSIONS + (("httpfs",) if self.s3 else ())
-
-    def data_url(self) -> str:
-        """The data path as DuckLake stores it (always ending in '/')."""
-        return self.data_path.rstrip("/") + "/"
-
-    def public_conninfo(self) -> str:
-        """The connection string without its password (libpq then reads PGPASSWORD or ~/.pgpass)."""
-        return re.sub(r"\s*\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", "", self.conninfo).strip()
 
 
 def catalog_path(database: Path) -> Path:

@@ -78,6 +78,10 @@ def test_the_documented_example_loads(tmp_path):
     (('database = "data/newsmon.duckdb"', 'database = "data/newsmon.duckdb"\nsnapshot_retention_days = -1'),
      "storage.snapshot_retention_days", "between 0 and 36500"),
     (("[storage]", "[dedup]\nnear_window_days = 0\n[storage]"), "dedup.near_window_days", "between 1 and 3_650"),
+    (("[storage]", "[extract]\nworkers = 65\n[storage]"), "extract.workers", "between 0 and 64"),
+    (("[storage]", "[extract]\nworkers = -1\n[storage]"), "extract.workers", "between 0 and 64"),
+    (("[storage]", "[extract]\nworkers = \"all\"\n[storage]"), "extract.workers", "must be"),
+    (("[storage]", "[extract]\nprocesses = 2\n[storage]"), "extract.processes", "unknown key"),
 ])
 def test_bad_values_name_the_key(tmp_path, change, key, problem):
     path = write(tmp_path, GOOD.replace(*change, 1))
@@ -86,6 +90,12 @@ def test_bad_values_name_the_key(tmp_path, change, key, problem):
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and key in message and problem in message
     assert "\n" not in message
+
+
+def test_extraction_workers_default_to_one_per_cpu_and_can_be_set(tmp_path):
+    assert load_settings(write(tmp_path, GOOD), ENV).extract_workers == 0  # 0: one per CPU
+    path = write(tmp_path, GOOD.replace("[storage]", "[extract]\nworkers = 3\n[storage]", 1))
+    assert load_settings(path, ENV).extract_workers == 3
 
 
 def test_duplicate_alert_names_are_refused(tmp_path):

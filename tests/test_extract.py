@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import trafilatura
 
 from ingest.dedup import content_hash
 from ingest.extract import article_from_entry, extract_article, summary_text
@@ -155,6 +156,27 @@ def test_page_day_only_becomes_midnight_utc():
     article = extract_article(make_page(body, f"{BASE}/{LYON_PATH}"))
     assert article.published_at == datetime(2019, 11, 19, tzinfo=timezone.utc)
     assert article.date_source == "page"
+
+
+def test_the_page_is_not_asked_for_a_date_or_author_the_feed_entry_gives():
+    from ingest.page_meta import page_meta
+
+    tree = trafilatura.load_html(site_bytes(SEED_PATH))
+    url = f"{BASE}/{SEED_PATH}"
+    from_page = page_meta(tree, url, make_page(None, url).entry)
+    assert from_page.date.startswith("2019-11-24T10:30") and from_page.author == "Camille Bertrand"
+    given = make_page(None, url, published=datetime(2019, 11, 24, 11, 45, tzinfo=PARIS), author="Desk").entry
+    from_feed = page_meta(tree, url, given)
+    assert (from_feed.date, from_feed.title) == (None, from_page.title)
+
+
+def test_extract_signed_signs_the_text_it_extracted(seed):
+    from ingest.dedup import DedupParams, signature
+    from ingest.extract import extract_signed
+
+    article, sig = extract_signed(make_page(site_bytes(SEED_PATH), f"{BASE}/{SEED_PATH}"), DedupParams())
+    assert article == seed
+    assert sig is not None and sig == signature(seed.text, DedupParams())
 
 
 # --- other pages of the site ----------------------------------------------------------------------
