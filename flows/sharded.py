@@ -1,9 +1,9 @@
 """The `sharded-ingest` Prefect flow: N shard runs on the `newsmon` work pool, then upkeep once.
 
-Each shard run is a flow run of the `ingest/ingest-shard` deployment with `shard="K/N"`, so N
-process workers on N machines each take one; they write the same lake through its PostgreSQL
-catalog (docs/SCALING.md). When all have ended, this flow compacts the lake and expires old
-snapshots once, instead of once per worker.
+Each shard run is a flow run of the `ingest/ingest-shard` deployment with `shard="K/N"`, on the
+pool's `shards` queue; N process workers on N machines, each started with `--limit 1`, take one
+each. They write the same lake through its PostgreSQL catalog (docs/SCALING.md). When all have
+ended, this flow compacts the lake and expires old snapshots once, instead of once per worker.
 """
 from __future__ import annotations
 
