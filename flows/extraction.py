@@ -45,5 +45,5 @@ def extraction_pool(pages: int, workers: int = 0) -> Executor:
     # The server and every worker die with their parent (flows/deathsig.py), even on SIGKILL.
     context = multiprocessing.get_context("forkserver")
     os.environ[PARENT_VARIABLE] = str(os.getpid())  # the forkserver inherits it: a parent gone early is seen
-    context.set_forkserver_preload(["flows.deathsig_preload", "ingest.extract"])
+    context.set_forkserver_preload(["flows.deathsig_preload", "flows.extraction_preload"])
     return ProcessPoolExecutor(max_workers=worker_count(workers), mp_context=context, initializer=die_with_parent)
