@@ -121,8 +121,10 @@ def overlapping_site(server) -> Site:
     return site
 
 
-def write_config(directory: Path, server, site: Site, conninfo: str, hooks: str) -> Path:
-    """A config for the shared lake in `conninfo`, delivering to two webhooks under /<hooks>/."""
+def write_config(directory: Path, server, site: Site, conninfo: str, hooks: str, data_path: str | None = None,
+                 storage: str = "") -> Path:
+    """A config for the shared lake in `conninfo`, delivering to two webhooks under /<hooks>/; its data files
+    in `data_path` (a `lake` folder beside the config by default), `storage` added to [storage]."""
     for channel in ("ops", "desk"):
         server.route(f"/{hooks}/{channel}", Response(200, b"ok"))
     feeds = "".join(f'[[feeds]]\nurl = "{u}"\n\n' for k in sorted(site.feeds) for u in site.feeds[k])
@@ -132,7 +134,8 @@ def write_config(directory: Path, server, site: Site, conninfo: str, hooks: str)
 [storage]
 database = "{directory / 'local' / 'newsmon.duckdb'}"
 catalog = "postgres:{conninfo}"
-data_path = "{directory / 'lake'}"
+data_path = "{data_path or directory / 'lake'}"
+{storage}
 
 [fetch]
 allow_private_networks = true
