@@ -173,3 +173,31 @@ def test_a_half_made_catalog_is_never_attached_and_is_started_again(tmp_path):
         assert reader.execute("SELECT count(*) FROM articles").fetchone() == (0,)
     finally:
         reader.close()
+
+
+def test_small_batches_without_pyarrow_store_the_same_values_as_arrow(tmp_path):
+    """A run's batches go through JSON (no pyarrow in the run's memory), an import's through Arrow: same rows."""
+    from datetime import datetime, timedelta, timezone
+
+    from storage.articles import ARTICLE_COLUMNS
+    from storage.db import insert_columns_arrow, insert_columns_json
+
+    moments = [datetime(2024, 3, 1, 12, 30, 15, 123456, tzinfo=timezone.utc),
+               datetime(2024, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))), None]
+    samples = {"BIGINT": [1, -2**62, None], "INTEGER": [0, 2**31 - 1, None], "DOUBLE": [0.1 + 0.2, 1e-300, None],
+               "VARCHAR": ['Élysée « quote » "\\" \n\t\u2028 \x00 𝔘 日本', "", None],
+               "TIMESTAMPTZ": moments, "UINTEGER[]": [[0, 2**32 - 1, 7], [], None]}
+    values = {name: samples[kind] for name, kind in ARTICLE_COLUMNS.items()}
+    con = open_writer(tmp_path / "newsmon.duckdb")
+    try:
+        rows = {}
+        for name, insert in (("by_json", insert_columns_json), ("by_arrow", insert_columns_arrow)):
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM articles LIMIT 0")
+            insert(con, name, ARTICLE_COLUMNS, values)
+            rows[name] = con.execute(f"SELECT * FROM {name} ORDER BY id NULLS LAST").fetchall()
+    finally:
+        con.close()
+    assert len(rows["by_json"]) == 3
+    assert rows["by_json"] == rows["by_arrow"]
+    first = dict(zip(ARTICLE_COLUMNS, next(row for row in rows["by_json"] if row[0] == 1)))
+    assert first["published_at"] == moments[0] and first["signature"] == [0, 2**32 - 1, 7]
