@@ -63,3 +63,104 @@ def simple_config(tmp_path: Path, db_path: Path, feeds: list[str] = (), sites: l
     path = tmp_path / "newsmon.toml"
     path.write_text(f'[storage]\ndatabase = "{db_path}"\n\n[fetch]\n{fetch}\n\n{entries}{extra}\n', encoding="utf-8")
     return str(path)
+
+
+def newsmon_config(every_key: bool = False) -> str:
+    """The documented example newsmon.toml: one feed, one alert, a webhook and an email channel.
+
+    With `every_key`, every section and key newsmon reads is set as well (non-default values, feeds of
+    every kind, a third channel): the seed of the property tests, so that mutations reach every reader.
+    """
+    def more(text: str) -> str:
+        return text if every_key else ""
+
+    return f'''
+[storage]
+database = "data/newsmon.duckdb"
+{more(_EVERY_STORAGE_KEY)}
+[fetch]
+timeout_s = 15
+{more(_CONNECT_TIMEOUT)}max_bytes = 5_000_000
+user_agent = "newsmon/0.1"
+allow_private_networks = false
+{more(_EVERY_FETCH_KEY)}
+[[feeds]]
+url = "https://example.org/world/rss.xml{more("?key=${NEWSMON_FEED_KEY}")}"
+name = "Example world"
+tags = ["world"]
+{more(_EVERY_FEED_KIND)}
+[[alerts]]
+name = "syria"
+query = '"Deir ez-Zor" OR (Daesh AND pétrole){more(" OR title:(syri* NEAR/5 oil) AND NOT football")}'
+channels = ["ops", "desk"{more(', "chat"')}]
+{more(_EVERY_ALERT_KEY)}
+[channels.ops]
+type = "webhook"
+url = "https://hooks.example.org/newsmon"
+secret = "${{NEWSMON_WEBHOOK_SECRET}}"
+{more(_EVERY_WEBHOOK_KEY)}
+[channels.desk]
+type = "email"
+smtp_host = "smtp.example.org"
+smtp_port = 587
+starttls = true
+username = "${{SMTP_USER}}"
+password = "${{SMTP_PASSWORD}}"
+from = "newsmon@example.org"
+to = ["desk@example.org"]
+{more(_EVERY_EMAIL_KEY)}'''
+
+
+_EVERY_STORAGE_KEY = '''memory_limit = "512MB"
+snapshot_retention_days = 7
+'''
+_CONNECT_TIMEOUT = "connect_timeout_s = 5.0\n"
+_EVERY_FETCH_KEY = '''concurrency = 16
+per_host = 2
+per_host_delay_s = 0.0
+retries = 2
+backoff_s = 0.5
+max_retry_after_s = 30.0
+max_redirects = 5
+respect_robots = true
+
+[dedup]
+near_threshold = 0.8
+shingle = 5
+min_words = 40
+near_window_days = 30
+
+[schedule]
+ingest = "*/15 * * * *"
+digest = "0 7 * * *"
+timezone = "Europe/Paris"
+
+[alert_feeds]
+atom_dir = "feeds"
+entries = 50
+'''
+_EVERY_FEED_KIND = '''
+[[feeds]]
+opml = "subscriptions.opml"
+
+[[feeds]]
+site = "https://example.com"
+'''
+_EVERY_ALERT_KEY = '''feeds = ["tag:world"]
+languages = ["fr", "en"]
+min_words = 100
+cooldown = "6h"
+max_per_run = 20
+'''
+_EVERY_WEBHOOK_KEY = '''format = "json"
+timeout_s = 10.0
+retries = 2
+max_attempts = 10
+'''
+_EVERY_EMAIL_KEY = '''mode = "digest"
+schedule = "daily"
+
+[channels.chat]
+type = "apprise"
+urls = ["ntfy://ntfy.example.org/newsmon"]
+'''

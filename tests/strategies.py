@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 from hypothesis import strategies as st
 
 from flows.fixture_site import SITE_DIR
+from tests.helpers import newsmon_config
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -269,88 +270,7 @@ def page_bodies(max_seed_bytes: int) -> st.SearchStrategy[bytes]:
 _TOML_BLOCK = re.compile(r"^ *```toml\n(.*?)^ *```", re.S | re.M)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Every section and key of a full config: a seed of its own, so mutations reach every reader.
-FULL_CONFIG = '''
-[storage]
-database = "data/newsmon.duckdb"
-memory_limit = "512MB"
-snapshot_retention_days = 7
-
-[fetch]
-timeout_s = 15.0
-connect_timeout_s = 5.0
-max_bytes = 5000000
-user_agent = "newsmon/0.1"
-allow_private_networks = false
-concurrency = 16
-per_host = 2
-per_host_delay_s = 0.0
-retries = 2
-backoff_s = 0.5
-max_retry_after_s = 30.0
-max_redirects = 5
-respect_robots = true
-
-[dedup]
-near_threshold = 0.8
-shingle = 5
-min_words = 40
-near_window_days = 30
-
-[schedule]
-ingest = "*/15 * * * *"
-digest = "0 7 * * *"
-timezone = "Europe/Paris"
-
-[alert_feeds]
-atom_dir = "feeds"
-entries = 50
-
-[[feeds]]
-url = "https://example.org/world/rss.xml?key=${NEWSMON_FEED_KEY}"
-name = "Example world"
-tags = ["world"]
-
-[[feeds]]
-opml = "subscriptions.opml"
-
-[[feeds]]
-site = "https://example.com"
-
-[[alerts]]
-name = "syria"
-query = '"Deir ez-Zor" OR (Daesh AND pétrole) OR title:(syri* NEAR/5 oil) AND NOT football'
-channels = ["ops", "desk", "chat"]
-feeds = ["tag:world"]
-languages = ["fr", "en"]
-min_words = 100
-cooldown = "6h"
-max_per_run = 20
-
-[channels.ops]
-type = "webhook"
-url = "https://hooks.example.org/newsmon"
-secret = "${NEWSMON_WEBHOOK_SECRET}"
-format = "json"
-timeout_s = 10.0
-retries = 2
-max_attempts = 10
-
-[channels.desk]
-type = "email"
-smtp_host = "smtp.example.org"
-smtp_port = 587
-starttls = true
-username = "${SMTP_USER}"
-password = "${SMTP_PASSWORD}"
-from = "newsmon@example.org"
-to = ["desk@example.org"]
-mode = "digest"
-schedule = "daily"
-
-[channels.chat]
-type = "apprise"
-urls = ["ntfy://ntfy.example.org/newsmon"]
-'''
+FULL_CONFIG = newsmon_config(every_key=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,42 +8,9 @@ from pathlib import Path
 import pytest
 
 from flows.config import ConfigError, load_settings
+from tests.helpers import newsmon_config
 
-GOOD = '''
-[storage]
-database = "data/newsmon.duckdb"
-
-[fetch]
-timeout_s = 15
-max_bytes = 5_000_000
-user_agent = "newsmon/0.1"
-allow_private_networks = false
-
-[[feeds]]
-url = "https://example.org/world/rss.xml"
-name = "Example world"
-tags = ["world"]
-
-[[alerts]]
-name = "syria"
-query = '"Deir ez-Zor" OR (Daesh AND pétrole)'
-channels = ["ops", "desk"]
-
-[channels.ops]
-type = "webhook"
-url = "https://hooks.example.org/newsmon"
-secret = "${NEWSMON_WEBHOOK_SECRET}"
-
-[channels.desk]
-type = "email"
-smtp_host = "smtp.example.org"
-smtp_port = 587
-starttls = true
-username = "${SMTP_USER}"
-password = "${SMTP_PASSWORD}"
-from = "newsmon@example.org"
-to = ["desk@example.org"]
-'''
+GOOD = newsmon_config()
 ENV = {"NEWSMON_WEBHOOK_SECRET": "hush", "SMTP_USER": "u", "SMTP_PASSWORD": "p"}
 
 
