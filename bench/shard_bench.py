@@ -31,12 +31,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.site import serve_site  # noqa: E402
 from flows.config import load_settings  # noqa: E402
 from storage.db import open_reader  # noqa: E402
 from tests.postgres import PostgresCluster  # noqa: E402
@@ -59,43 +59,9 @@ def _feed(base: str, feed: int, entries: int) -> bytes:
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>F{feed}</title>{items}</channel></rss>'.encode()
 
 
-class _SiteServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default listen backlog (5) drops connections when 4 shards x 32 open at once; a dropped
-    # SYN waits a second for its retry and would be counted against newsmon.
-    request_queue_size = 1024
-
-
 def serve(port_out, entries: int, latency_s: float) -> None:
     """The generated site: /f/<n>.xml feeds and /a/<feed>/<entry>.html pages, each answer delayed."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between them
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            time.sleep(latency_s)
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            feed = re.fullmatch(r"/f/(\d+)\.xml", self.path)
-            page = re.fullmatch(r"/a/(\d+)/(\d+)\.html", self.path)
-            if feed:
-                body, kind = _feed(base, int(feed.group(1)), entries), "application/rss+xml"
-            elif page:
-                body, kind = _page(int(page.group(1)), int(page.group(2))), "text/html"
-            else:
-                body, kind = b"", "text/plain"
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", f"{kind}; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = _SiteServer(("127.0.0.1", 0), Handler)
-    port_out.put(server.server_address[1])
-    server.serve_forever()
+    serve_site(port_out, lambda base, feed: _feed(base, feed, entries), _page, latency_s)
 
 
 def config(directory: Path, conninfo: str, base: str, feeds: int) -> Path:

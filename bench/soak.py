@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.scale_bench import dir_bytes, tree_rss_mb  # noqa: E402
+from bench.site import serve_site  # noqa: E402
 
 NEWSMON = str(Path(sys.executable).with_name("newsmon"))
 GROUND_TRUTH = REPO.parent / "shared/corpus/articles/ground_truth.json"
@@ -98,34 +98,8 @@ def serve(port_out, cycle, shape: Shape) -> None:
     from bench.make_history import load_sentences
 
     sentences = load_sentences(GROUND_TRUTH)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            feed = re.fullmatch(r"/f/(\d+)\.xml", self.path)
-            page = re.fullmatch(r"/a/(\d+)/(\d+)\.html", self.path)
-            if feed:
-                body, kind = feed_document(sentences, base, int(feed.group(1)), shape.window(cycle.value)), \
-                    "application/rss+xml"
-            elif page:
-                body, kind = article_page(sentences, int(page.group(1)), int(page.group(2)))[1], "text/html"
-            else:
-                body, kind = b"", "text/plain"
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", f"{kind}; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    port_out.put(server.server_address[1])
-    server.serve_forever()
+    serve_site(port_out, lambda base, feed: feed_document(sentences, base, feed, shape.window(cycle.value)),
+               lambda feed, entry: article_page(sentences, feed, entry)[1])
 
 
 # ---------------------------------------------------------------------------------------------- one cycle
