@@ -35,7 +35,7 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ingest_bench import Site, _child_env, feed_urls, write_config  # noqa: E402
+from bench.ingest_bench import Site, child_env, feed_urls, write_config  # noqa: E402
 from storage.db import EXTENSIONS, attach_sql, extension_file, open_reader, store_dir  # noqa: E402
 
 NEWSMON = str(Path(sys.executable).with_name("newsmon"))
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="newsmon-scale-"))
-    env = {**_child_env(), "PREFECT_HOME": str(work / "prefect-home")}
+    env = {**child_env(), "PREFECT_HOME": str(work / "prefect-home")}
     history = make_history(args.cache, args.articles, env)
     planted = history[0].with_name("planted.parquet")
     big, empty = work / "big" / "newsmon.duckdb", work / "empty" / "newsmon.duckdb"
