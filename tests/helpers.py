@@ -1,8 +1,21 @@
-"""Small helpers shared by the flow tests: run a flow in-process, read a store."""
+"""Small helpers shared by the flow tests: run a flow in-process, read a store, wait on other processes,
+build configs, pages and feeds."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+
+
+WAIT_S = 300  # bound of every wait on another process; generous for a loaded two-core machine
+
+
+def wait_for(condition, what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll condition until true; fail after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
 
 
 def run_flow(config: str):
@@ -28,6 +41,20 @@ def query(db_path: Path | str, sql: str, params=()) -> list[tuple]:
         return con.execute(sql, list(params)).fetchall()
     finally:
         con.close()
+
+
+def lake(config: Path, *sql: str) -> list[tuple] | list[list[tuple]]:
+    """Rows of each query on the shared lake, through one reader session."""
+    from flows.config import load_settings
+    from storage.db import open_reader
+
+    settings = load_settings(config)
+    con = open_reader(settings.database, shared=settings.storage.shared)
+    try:
+        results = [con.execute(q).fetchall() for q in sql]
+    finally:
+        con.close()
+    return results[0] if len(results) == 1 else results
 
 
 def run_plain(config: str):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tests.conftest import REPO
 from tests.loopback import free_port
-from tests.test_concurrent_readers import WAIT_S, started, wait_for
+from tests.helpers import WAIT_S, wait_for
+from tests.test_concurrent_readers import started
 from tests.test_scheduling import processes_with
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from tests.helpers import WAIT_S, wait_for
 from tests.loopback import Request, Response
 
 NEWSMON = str(Path(sys.executable).with_name("newsmon"))
-WAIT_S = 300  # bound of every wait on another process; generous for a loaded two-core machine
 _SYLLABLES = "ba ce di fo gu la me ni po ru sa te vi zo ka".split()
 _WORDS = [a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in ("n", "r", "s", "")]
 
@@ -123,14 +123,6 @@ def stop_group(proc: subprocess.Popen) -> None:
 def exit_status(proc: subprocess.Popen) -> int:
     """Wait (bounded) for proc and return its exit status."""
     return proc.wait(timeout=WAIT_S)
-
-
-def wait_for(condition, what: str, timeout_s: float = WAIT_S) -> None:
-    """Poll condition until true; fail after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 def newsmon_sql(config: Path, query: str) -> subprocess.CompletedProcess:

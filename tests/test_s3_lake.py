@@ -23,8 +23,8 @@ import pytest
 
 from flows.config import load_settings
 from tests.postgres import _free_port
-from tests.test_sharded import NEWSMON, expected, finish, newsmon, outcome, overlapping_site, publish_feeds, \
-    write_config
+from tests.sharded_site import publish_feeds
+from tests.test_sharded import NEWSMON, expected, finish, newsmon, outcome, overlapping_site, write_config
 
 BUCKET = "newsmon-test"
 REGION = "us-east-1"

@@ -21,9 +21,9 @@ import pytest
 
 from storage.db import store_dir
 from tests.conftest import REPO
+from tests.helpers import WAIT_S, wait_for
 from tests.loopback import free_port
-from tests.test_concurrent_readers import (NEWSMON, WAIT_S, exit_status, serve_articles, started, wait_for,
-                                          write_config)
+from tests.test_concurrent_readers import NEWSMON, exit_status, serve_articles, started, write_config
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 

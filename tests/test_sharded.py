@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -25,37 +23,13 @@ from flows.config import load_settings
 from flows.cycle import run_cycle
 from flows.sharding import parse_shard, shard_of
 from ingest.urls import url_id
-from storage.db import open_reader
+from tests.helpers import lake
 from tests.loopback import Response
+from tests.sharded_site import HTML, Site, add_article, page, publish_feeds, words
 
 NEWSMON = str(Path(sys.executable).with_name("newsmon"))
 SHARDS = 3
 WAIT_S = 180
-_WORDS = [a + b for a in "ba ce di fo gu la me ni po ru sa te vi zo ka".split() for b in "n r s l m t".split()]
-HTML = {"Content-Type": "text/html; charset=utf-8"}
-RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
-
-
-def words(seed: int, n: int = 150) -> list[str]:
-    rng = random.Random(seed)
-    return [rng.choice(_WORDS) for _ in range(n)]
-
-
-def page(title: str, text: list[str]) -> bytes:
-    paragraphs = "".join(f"<p>{' '.join(text[i:i + 30]).capitalize()}.</p>\n" for i in range(0, len(text), 30))
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
-            f"<body><article><h1>{title}</h1>\n{paragraphs}</article></body></html>").encode()
-
-
-@dataclass
-class Site:
-    """Feeds grouped by the shard that reads them, and what a correct store holds."""
-
-    feeds: dict[int, list[str]] = field(default_factory=dict)
-    items: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)  # feed url -> (link, title, hour)
-    urls: set[str] = field(default_factory=set)  # canonical URLs that must be stored
-    copies: dict[str, tuple[str, str]] = field(default_factory=dict)  # copy url -> (original url, kind)
-    alerted: set[str] = field(default_factory=set)  # originals the rule matches
 
 
 def pick_feeds(server, per_shard: int, prefix: str) -> dict[int, list[str]]:
@@ -68,29 +42,6 @@ def pick_feeds(server, per_shard: int, prefix: str) -> dict[int, list[str]]:
             feeds[shard_of(url, SHARDS)].append(url)
         i += 1
     return feeds
-
-
-def add_article(server, site: Site, feed: str, path: str, title: str, text: list[str], hour: int,
-                link: str | None = None, delay_s: float = 0.0) -> str:
-    url = server.url(path)
-    server.route(path, Response(200, page(title, text), HTML, delay_s=delay_s))
-    site.items.setdefault(feed, []).append((link or url, title, hour))
-    site.urls.add(url)
-    return url
-
-
-def publish_feeds(server, site: Site) -> None:
-    for feeds in site.feeds.values():
-        for feed in feeds:
-            items = "".join(f"<item><title>{t}</title><link>{link}</link><guid>{link}</guid>"
-                            f"<pubDate>Mon, 25 Nov 2019 {hour:02d}:00:00 +0000</pubDate></item>"
-                            for link, t, hour in site.items.get(feed, []))
-            body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title>{items}</channel></rss>'
-            server.route(server_path(feed), Response(200, body.encode(), RSS))
-
-
-def server_path(url: str) -> str:
-    return "/" + url.split("/", 3)[3]
 
 
 def overlapping_site(server) -> Site:
@@ -180,17 +131,6 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
 def run_in_process(config: Path, shard=None):
     """One ingest cycle in this process (what `newsmon run [--shard K/N]` runs); its RunSummary."""
     return asyncio.run(run_cycle(load_settings(config), shard=shard))
-
-
-def lake(config: Path, *sql: str) -> list[tuple] | list[list[tuple]]:
-    """Rows of each query on the shared lake, through one reader session."""
-    settings = load_settings(config)
-    con = open_reader(settings.database, shared=settings.storage.shared)
-    try:
-        results = [con.execute(q).fetchall() for q in sql]
-    finally:
-        con.close()
-    return results[0] if len(results) == 1 else results
 
 
 def outcome(config: Path) -> dict:

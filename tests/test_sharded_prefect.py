@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from flows.sharding import shard_of
+from tests.helpers import WAIT_S, lake, wait_for
 from tests.loopback import LoopbackHTTPServer, Request, Response
 from tests.prefect_cluster import PrefectCluster
-from tests.test_concurrent_readers import WAIT_S, wait_for
-from tests.test_sharded import Site, add_article, lake, publish_feeds, server_path, words
+from tests.sharded_site import Site, add_article, publish_feeds, server_path, words
 
 SHARDS = 2
 SHARD_WORKERS = ("shard-worker-1", "shard-worker-2")
