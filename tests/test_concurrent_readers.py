@@ -243,8 +243,9 @@ def test_plain_duckdb_session_held_across_a_run(tmp_path, http_server, db_path):
             wait_for(lambda: session.count() > 0, "the open session to see committed batches")
             gate.opened.set()
             status = exit_status(run)
-        assert status == 0, (tmp_path / "run.log").read_text()
-        assert "articles: 60 new" in (tmp_path / "run.log").read_text()
+        log = (tmp_path / "run.log").read_text()
+        assert status == 0, log
+        assert "articles: 60 new" in log, log
         assert session.count() == 60, "an open session sees each new snapshot"
         session.close()
     assert single_number(newsmon_sql(config, "SELECT count(*) FROM articles")) == 60
