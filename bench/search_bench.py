@@ -36,7 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ingest_bench import ARTICLES, Site, _child_env, feed_urls, page_path, write_config  # noqa: E402
+from bench.ingest_bench import write_config  # noqa: E402
+from bench.ingest_site import ARTICLES, Site, child_env, feed_urls, page_path  # noqa: E402
 
 NEWSMON = str(Path(sys.executable).with_name("newsmon"))
 SEED_FORMS = [  # (query, why): inflected or unaccented forms of words of tests/fixtures/seed_article.txt
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="newsmon-search-bench-"))
-    env = {**_child_env(), "PREFECT_HOME": str(work / "prefect-home")}
+    env = {**child_env(), "PREFECT_HOME": str(work / "prefect-home")}
     corpus = corpus_part(work, env)
     big = scale_part(args.big, work, env) if args.big else None
     command = "python bench/search_bench.py" + (f" --big {args.big}" if args.big else "")
