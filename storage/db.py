@@ -22,7 +22,6 @@ import json
 import logging
 import random
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -371,9 +370,8 @@ def insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str
 
     For 2,000 articles (an import's batch) Arrow costs about half of the JSON path: no text is encoded to JSON
     and parsed back. A run's batches are 25 articles, where both cost next to nothing, and pyarrow would add
-    47 MB to the run's memory: it is imported only for big batches or when already loaded."""
-    rows = len(next(iter(values.values()), ()))
-    if rows < ARROW_MIN_ROWS and "pyarrow" not in sys.modules:
+    47 MB to the run's memory: it is imported only for big batches."""
+    if len(next(iter(values.values()), ())) < ARROW_MIN_ROWS:
         insert_columns_json(con, table, columns, values)
     else:
         insert_columns_arrow(con, table, columns, values)
