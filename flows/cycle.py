@@ -31,6 +31,7 @@ from storage.db import commit_retries, write
 from storage.lock import RunInProgress, writer_lock
 
 from flows.alert_feeds import write_alert_feeds
+from flows.compaction import compact_in_child
 from flows.config import Settings
 from flows.logredact import redacted_logs
 from flows.extraction import extract_page, extraction_pool
@@ -350,13 +351,18 @@ def _maintain(store: Store, settings: Settings, logger, shard: Shard | None, sto
     """Upkeep after the run; a shard leaves it to the sharded flow, which runs it once for all shards."""
     if shard is not None and store.keys.shared:
         return
+    storage = settings.storage
+
+    def compact_elsewhere() -> int:  # a crash in DuckLake's rewrite must not take the finished run down
+        return compact_in_child(settings.database, storage.memory_limit, storage.shared)
+
     try:
         if store.keys.shared:
-            maintain_shared(store.con, store.keys, settings.storage.snapshot_retention_days)
+            maintain_shared(store.con, store.keys, storage.snapshot_retention_days, compactor=compact_elsewhere)
         else:
             # A run that stored no article has nothing to merge (its feed-state rows stay inlined in the
             # catalog until the next run with articles flushes them): compaction cost 1 s of a 4 s no-op run.
-            maintain(store.con, settings.storage.snapshot_retention_days, compact=stored_any)
+            maintain(store.con, storage.snapshot_retention_days, compact=stored_any, compactor=compact_elsewhere)
     except Exception as exc:  # the run's data is committed; upkeep is retried by the next run
         logger.warning("maintenance failed, the next run retries it: %s", exc)
 

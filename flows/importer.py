@@ -29,6 +29,7 @@ from storage.imports import UnreadableFile, parquet_batches, parquet_rows
 from storage.lock import writer_lock
 
 from flows.alert_feeds import write_alert_feeds
+from flows.compaction import compact_in_child
 from flows.config import Settings
 from flows.delivery import alert_and_deliver
 from flows.maintenance import maintain
@@ -132,7 +133,11 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
                 write_alert_feeds(store.con, settings)
             summary.seconds = time.monotonic() - started
             _finish(store, run_id, "completed", summary)
-            maintain(store.con, settings.storage.snapshot_retention_days)
+            try:  # the import is committed and recorded: failed upkeep is only retried by the next run
+                maintain(store.con, settings.storage.snapshot_retention_days,
+                         compactor=lambda: compact_in_child(settings.database, settings.storage.memory_limit))
+            except Exception as exc:
+                log.warning("maintenance failed, the next run retries it: %s", exc)
         except BaseException:
             _finish(store, run_id, "failed", summary)
             raise

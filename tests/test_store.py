@@ -145,13 +145,52 @@ def test_maintenance_keeps_the_file_count_flat(tmp_path):
         path = write_jsonl(tmp_path / f"{part}.jsonl", [{"url": f"https://x.example/{part}/{i}", "text": text(part * 100 + i)}
                                                        for i in range(40)])
         import_files(settings, [path], workers=1)
-        files.append(len(list((store_dir(settings.database) / "data" / "main" / "articles").glob("*.parquet"))))
+        files.append(_article_files(settings))
     assert files[-1] <= 2, f"articles files after each import: {files}"
     con = open_reader(settings.database)
     try:
         assert con.execute("SELECT count(*) FROM articles").fetchone()[0] == 160
     finally:
         con.close()
+
+
+def _article_files(settings) -> int:
+    return len(list((store_dir(settings.database) / "data" / "main" / "articles").glob("*.parquet")))
+
+
+def test_a_compaction_that_crashes_loses_nothing_and_the_next_import_compacts(tmp_path, monkeypatch, caplog):
+    """Compaction runs in a child process (flows/compaction.py): when it dies of a signal, as DuckLake's
+    flush once did, the import stays completed and recorded; the next one compacts."""
+    import logging
+    import stat
+
+    from flows import compaction
+
+    crashing = tmp_path / "python-that-crashes"
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n", encoding="utf-8")
+    crashing.chmod(crashing.stat().st_mode | stat.S_IXUSR)
+    config = tmp_path / "newsmon.toml"
+    config.write_text('[storage]\ndatabase = "s.duckdb"\nsnapshot_retention_days = 0\n', encoding="utf-8")
+    settings = load_settings(config)
+
+    def import_part(part: int) -> None:
+        rows = [{"url": f"https://x.example/{part}/{i}", "text": text(part * 100 + i)} for i in range(40)]
+        import_files(settings, [write_jsonl(tmp_path / f"{part}.jsonl", rows)], workers=1)
+
+    monkeypatch.setattr(compaction, "PYTHON", str(crashing))
+    with caplog.at_level(logging.WARNING, logger="newsmon"):
+        for part in range(3):
+            import_part(part)
+    assert caplog.text.count("maintenance failed, the next run retries it: the compaction process died "
+                             "with signal 11") == 3, caplog.text
+    uncompacted = _article_files(settings)
+    assert uncompacted >= 3, "each import left its own files while compaction crashed"
+    assert query(settings.database, "SELECT status, count(*) FROM runs GROUP BY ALL") == [("completed", 3)]
+
+    monkeypatch.setattr(compaction, "PYTHON", sys.executable)
+    import_part(3)
+    assert _article_files(settings) <= 2 < uncompacted
+    assert query(settings.database, "SELECT count(*), count(DISTINCT url) FROM articles") == [(160, 160)]
 
 
 def test_a_half_made_catalog_is_never_attached_and_is_started_again(tmp_path):
