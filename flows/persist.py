@@ -15,8 +15,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
 from ingest.dedup import (DedupParams, Link, Member, band_keys_many, hash_key, normalise_text,
                           plan_links, probe_buckets, signatures_of_normalised, time_bucket)
 from ingest.models import Article
@@ -297,6 +295,7 @@ def _stored_candidates(store: Store, fresh: Sequence[Prepared]) -> list[Member]:
 
 def _band_probes(fresh: Sequence[Prepared]) -> dict[int, list[int]]:
     """Bucket -> the distinct band keys to look for in it (each article looks in its two probe buckets)."""
+    import numpy as np  # on first use: a run with nothing new never loads numpy
     signed = [p for p in fresh if p.bands]
     if not signed:
         return {}
@@ -311,6 +310,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 def _member_row(m: Member) -> tuple:
     """What the index keeps of an article for dedup planning, so planning never scans the lake."""
+    import numpy as np
     published = None
     if m.published_at is not None:
         at = m.published_at if m.published_at.tzinfo else m.published_at.replace(tzinfo=timezone.utc)
@@ -324,6 +324,7 @@ def _from_us(us: int | None) -> datetime | None:
 
 
 def _unpack(blob: bytes | None) -> tuple[int, ...] | None:
+    import numpy as np
     return tuple(np.frombuffer(blob, dtype=np.uint32).tolist()) if blob else None
 
 
@@ -344,6 +345,7 @@ def _band_rows(fresh: Sequence[Prepared]) -> list[tuple[int, int, int]]:
 
     Inserted in order, consecutive keys land on the same B-tree pages: half the cost of random order
     (2 against 4-7 microseconds a key, 3 million keys into the index)."""
+    import numpy as np
     signed = [p for p in fresh if p.bands]
     if not signed:
         return []

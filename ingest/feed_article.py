@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import lxml.html
-import py3langid
 from lxml import etree
 
 from ingest.dedup import content_hash
@@ -79,6 +78,8 @@ def guess_language(text: str) -> str | None:
     """ISO 639-1 code guessed by py3langid, or None when the text is too short to tell."""
     if len(text.split()) < MIN_LANGID_WORDS:
         return None
+    import py3langid  # on first use: loading it pulls in numpy, which a run with nothing new never needs
+
     return py3langid.classify(text)[0]
 
 
