@@ -18,15 +18,25 @@ def wait_for(condition, what: str, timeout_s: float = WAIT_S) -> None:
         time.sleep(0.2)
 
 
-def run_flow(config: str):
-    """One ingest cycle through the real Prefect flow; returns its RunSummary."""
-    from flows.ingest import ingest_flow
+def run_flow(config: str, prefect: bool = False):
+    """One ingest cycle in-process; returns its RunSummary.
 
-    return asyncio.run(ingest_flow(config))
+    By default the stages run as plain functions, as `newsmon run` runs them without a Prefect API;
+    prefect=True runs the `ingest` Prefect flow (the test then needs the prefect_server fixture)."""
+    if prefect:
+        from flows.ingest import ingest_flow
+
+        return asyncio.run(ingest_flow(config))
+    import logging
+
+    from flows.config import load_settings
+    from flows.cycle import run_cycle
+
+    return asyncio.run(run_cycle(load_settings(config), logger=logging.getLogger("newsmon.ingest")))
 
 
 def run_digest(config: str) -> dict:
-    """One run of the digest flow."""
+    """One run of the digest flow (the test needs the prefect_server fixture)."""
     from flows.digest import digest_flow
 
     return asyncio.run(digest_flow(config))

@@ -15,7 +15,7 @@ LYON_TITLE = "Lyon : le conseil municipal adopte un budget 2020 centré sur les 
 
 
 @pytest.fixture(scope="module")
-def config(prefect_server, tmp_path_factory) -> str:
+def config(tmp_path_factory) -> str:
     """A config whose database holds one ingest of the fixture site: 'ops' answered 500, 'desk' took the mail."""
     from flows.fixture_site import FixtureSite
 

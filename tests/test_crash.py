@@ -16,7 +16,6 @@ from tests.loopback import Response
 from tests.helpers import query, run_flow
 from tests.test_flow_ingest import write_config
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
 PAGES = 60
 
 

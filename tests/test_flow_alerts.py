@@ -20,7 +20,6 @@ from tests.loopback import Request, Response, SMTPSink, free_port
 SEED_PATH = "/actualites/2019/11/syrie-deminage-daesh-deir-ez-zor.html"
 LYON_PATH = "/actualites/2019/11/budget-municipal-lyon.html"
 SEED_TITLE = "Syrie : la coalition lance une nouvelle opération de déminage contre Daesh près de Deir ez-Zor"
-pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 # --- config and flow helpers ----------------------------------------------------------------
@@ -229,6 +228,7 @@ def test_mail_refused_for_one_recipient_counts_as_sent_and_says_whom_it_missed(t
 
 # --- digest ---------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("prefect_server")  # the digest runs as its Prefect flow
 def test_digest_channel_collects_hits_and_sends_one_grouped_message(tmp_path, fixture_site, smtp_server, db_path):
     config = write_config(tmp_path, db_path, fixture_site.feed_urls(),
                           [alert("syria", '"Deir ez-Zor"', "daily"), alert("oil", "petrol*", "daily"),
@@ -336,7 +336,7 @@ RULES = [  # name, query, the article it must match (and no other), a term its s
 
 
 @pytest.fixture(scope="module")
-def rule_hits(prefect_server, tmp_path_factory) -> dict[str, list[tuple[str, str, str]]]:
+def rule_hits(tmp_path_factory) -> dict[str, list[tuple[str, str, str]]]:
     """One ingest run with every rule of RULES: alert -> [(article path, snippet, snippet_html)]."""
     from flows.fixture_site import FixtureSite
 

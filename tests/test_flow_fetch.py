@@ -22,7 +22,6 @@ from tests.helpers import query as query_db
 from tests.helpers import run_flow
 from tests.loopback import LoopbackHTTPServer, Request, Response
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
 
 SEED_PATH = "/actualites/2019/11/syrie-deminage-daesh-deir-ez-zor.html"
 BUDGET_PATH = "/actualites/2019/11/budget-municipal-lyon.html"
@@ -233,7 +232,7 @@ def _gauntlet_routes(server: LoopbackHTTPServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def gauntlet(prefect_server, tmp_path_factory) -> Gauntlet:
+def gauntlet(tmp_path_factory) -> Gauntlet:
     directory = tmp_path_factory.mktemp("gauntlet")
     with LoopbackHTTPServer() as server:
         _gauntlet_routes(server)

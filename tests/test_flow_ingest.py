@@ -13,7 +13,6 @@ from tests.loopback import Response
 
 SEED_PATH = "/actualites/2019/11/syrie-deminage-daesh-deir-ez-zor.html"
 SECRET = "s3cret-for-tests"
-pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def write_config(tmp_path, site, hook_url, smtp_port, db_path, extra="") -> str:
@@ -57,8 +56,9 @@ def cycle(tmp_path, fixture_site, http_server, smtp_server, db_path):
     return config
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_first_run_stores_clean_articles_and_alerts_once(cycle, fixture_site, http_server, smtp_server, db_path):
-    summary = run_flow(cycle)
+    summary = run_flow(cycle, prefect=True)  # the `ingest` Prefect flow, as scheduled runs run it
 
     seed_url = fixture_site.url(SEED_PATH)
     rows = query(db_path, "SELECT url, text, language, published_at, duplicate_of FROM articles WHERE url = ?",
