@@ -36,8 +36,15 @@ class ConfigError(Exception):
     """A problem in the config file; str() is the one line shown to the user."""
 
     def __init__(self, path: Path | str, key: str, problem: str) -> None:
-        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+        key, problem = one_line(key), one_line(problem)
+        super().__init__(f"{one_line(str(path))}: {key}: {problem}" if key else f"{one_line(str(path))}: {problem}")
         self.path, self.key, self.problem = path, key, problem
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters and line separators as escapes: a TOML key may hold a newline,
+    and the error naming it must still be one line."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,9 @@ def valid_seed_tables(folder: Path) -> tuple[dict, ...]:
 
 def key_name(path: tuple) -> str:
     """('alerts', 0, 'query') -> 'alerts[0].query', as config errors name keys."""
-    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
+    from flows.config import one_line
+
+    return one_line("".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip("."))
 
 
 def assert_no_secret(text: str) -> None:

@@ -50,6 +50,7 @@ def valid_seeds(folder):
 @example(data=b'[channels.a]\ntype = ["webhook"]')  # TypeError: unhashable type 'list'
 @example(data=b'[[alerts]]\nname = "${NEWSMON_WEBHOOK_SECRET}"\nquery = "("')  # the secret in the error's key
 @example(data=b'[[feeds]]\nopml = ""')  # accepted: a feed with no source at all
+@example(data=b'storage = {}\n"\\n" = ""\n')  # a key holding a newline made the error two lines
 @example(data=b'[[alerts]]\nname = "a"\nquery = "x"\ncooldown = "' + b"9" * 5000 + b's"')  # ValueError: int()
 @example(data=b'[[alerts]]\nname = "a"\nquery = "x"\ncooldown = "99999999999d"')  # a run's timedelta overflows
 @example(data=b'[[alerts]]\nname = "a"\nquery = "x NEAR/' + b"9" * 5000 + b' y"')  # ValueError: int()
