@@ -36,12 +36,15 @@ def compact_in_child(database: Path, memory_limit: str, shared=None) -> int:
     arguments = pickle.dumps((Path(database), memory_limit, shared))
     env = {**os.environ, PARENT_VARIABLE: str(os.getpid())}
     try:
-        done = subprocess.run([PYTHON, "-m", "flows.compaction"], input=arguments, capture_output=True,
+        # -P: the working directory is not put first on sys.path, so a user's own `flows/` folder there
+        # cannot stand in for newsmon's package in the child.
+        done = subprocess.run([PYTHON, "-P", "-m", "flows.compaction"], input=arguments, capture_output=True,
                               env=env, timeout=CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise CompactionFailed(f"compaction gave no answer in {CHILD_TIMEOUT_S} s and was stopped") from None
     if done.returncode == 0:
-        return int(done.stdout.decode().strip() or 0)
+        lines = done.stdout.decode(errors="replace").strip().splitlines()
+        return int(lines[-1]) if lines else 0
     if done.returncode < 0:
         raise CompactionFailed(f"the compaction process died with signal {-done.returncode}")
     lines = done.stderr.decode(errors="replace").strip().splitlines()
@@ -56,17 +59,28 @@ def _child() -> None:
     from storage import maintenance
     from storage.db import connect, store_dir
 
-    con = connect(database, read_only=False, memory_limit=memory_limit, temp_dir=store_dir(database) / "tmp",
-                  shared=shared)
     try:
-        print(maintenance.compact(con))
-    finally:
-        con.close()
+        con = connect(database, read_only=False, memory_limit=memory_limit, temp_dir=store_dir(database) / "tmp",
+                      shared=shared)
+        try:
+            files = maintenance.compact(con)
+        finally:
+            con.close()
+    except Exception as exc:  # one line for the parent's warning; the traceback is of no use to it
+        print(f"compaction failed: {_without_secrets(' '.join(str(exc).split()), shared)}", file=sys.stderr)
+        sys.exit(1)
+    print(files)
+
+
+def _without_secrets(message: str, shared) -> str:
+    """A failed PostgreSQL connection quotes its whole connection string: drop the password, and the S3 secret."""
+    if shared is None:
+        return message
+    message = message.replace(shared.conninfo, shared.public_conninfo())
+    if shared.s3 and shared.s3.secret:
+        message = message.replace(shared.s3.secret, "***")
+    return message
 
 
 if __name__ == "__main__":
-    try:
-        _child()
-    except Exception as exc:  # one line for the parent's warning; the traceback is of no use to it
-        print(f"compaction failed: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
-        sys.exit(1)
+    _child()

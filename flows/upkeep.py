@@ -4,6 +4,7 @@ from __future__ import annotations
 from storage.db import open_writer
 from storage.lock import writer_lock
 
+from flows.compaction import compact_in_child
 from flows.config import Settings
 from flows.maintenance import MaintenanceReport, maintain, maintain_shared
 
@@ -13,12 +14,16 @@ MAINTENANCE_LOCK_WAIT_S = 600
 def run_maintenance(settings: Settings) -> MaintenanceReport | None:
     """Compact and expire now; None when another machine is already doing it (shared catalog)."""
     shared = settings.storage.shared
+
+    def compact_elsewhere() -> int:  # a crash in DuckLake's rewrite ends the child, not this command or flow
+        return compact_in_child(settings.database, settings.storage.memory_limit, shared)
+
     if shared is None:
         # One machine: wait for a run in flight rather than skip (upkeep is rare and short).
         with writer_lock(settings.database, wait_s=MAINTENANCE_LOCK_WAIT_S):
             con = open_writer(settings.database, settings.storage.memory_limit)
             try:
-                return maintain(con, settings.storage.snapshot_retention_days)
+                return maintain(con, settings.storage.snapshot_retention_days, compactor=compact_elsewhere)
             finally:
                 con.close()
     from storage.pgkeys import PgKeys
@@ -26,7 +31,7 @@ def run_maintenance(settings: Settings) -> MaintenanceReport | None:
     con = open_writer(settings.database, settings.storage.memory_limit, shared)
     keys = PgKeys(shared.conninfo, "maintenance")
     try:
-        return maintain_shared(con, keys, settings.storage.snapshot_retention_days)
+        return maintain_shared(con, keys, settings.storage.snapshot_retention_days, compactor=compact_elsewhere)
     finally:
         keys.close()
         con.close()
