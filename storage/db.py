@@ -127,6 +127,9 @@ def connect(database: Path, read_only: bool, memory_limit: str = "2GB", threads:
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
+    # DuckDB draws its progress bar on stdout, pipe or not, once a query runs 2 s: it would land inside
+    # `newsmon sql --format json|csv` output and the compaction child's answer. (A session setting only.)
+    con.execute("SET enable_progress_bar = false")
     for name in shared.extensions() if shared else EXTENSIONS:
         con.execute(f"LOAD '{extension_file(name)}'")
     if shared is not None:

@@ -122,6 +122,12 @@ def test_sql_formats_and_the_library_connection(tmp_path):
     csv_out = subprocess.run([NEWSMON, "sql", "--config", str(config), "--format", "csv", sql], capture_output=True,
                              text=True, timeout=120).stdout.splitlines()
     assert csv_out[0] == "url,published_at,signed" and len(csv_out) == 3
+    # DuckDB draws a progress bar on stdout, even into a pipe, once a query has run 2 s: off in every
+    # session newsmon opens (a process of its own: under pytest's capture DuckDB starts with it off).
+    probe = ("import sys, newsmon; con = newsmon.connect(sys.argv[1]); "
+             "print(con.sql(\"SELECT current_setting('enable_progress_bar')\").fetchone()[0])")
+    progress = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=120)
+    assert progress.stdout.strip() == "False", progress.stdout + progress.stderr
     import newsmon
 
     con = newsmon.connect(config)
