@@ -23,6 +23,12 @@ def canonical_url(url: str, base: str | None = None) -> str:
             pass
     url = url.strip()
     try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.scheme.lower() in _DEFAULT_PORTS and not parts.netloc:
+        return url  # 'http:..' has no host: no page to name; normalising it anyway was not idempotent
+    try:
         cleaned = normalize_url(url)  # non-strict: strips trackers only, keeps real query keys
     except (ValueError, AttributeError):
         cleaned = url

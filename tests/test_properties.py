@@ -142,6 +142,7 @@ def test_a_page_gives_an_article_or_the_feed_summary(body):
 @example(url="A://＃", base=None)  # ValueError: netloc changes under NFKC normalisation
 @example(url="", base="A://[")  # ValueError from urljoin on the base
 @example(url="http://[]/", base=None)  # ValueError: '' is no IPv4 or IPv6 address
+@example(url="HTTP:..", base=None)  # no host: 'http:///..', then 'http:///' (not idempotent)
 def test_canonical_url_takes_any_text_and_is_idempotent(url, base):
     check_url(url, base)
 
