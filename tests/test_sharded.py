@@ -44,10 +44,18 @@ def pick_feeds(server, per_shard: int, prefix: str) -> dict[int, list[str]]:
     return feeds
 
 
+def _split_in_two(feeds: dict[int, list[str]]) -> bool:
+    return {shard_of(url, 2) for urls in feeds.values() for url in urls} == {1, 2}
+
+
 def overlapping_site(server) -> Site:
     """Feeds of every shard link one shared article; a story and its near and exact copies sit in
-    three different shards (the copies published later); each shard has its own alert hit."""
-    site = Site(feeds=pick_feeds(server, 2, "f"))
+    three different shards (the copies published later); each shard has its own alert hit.
+
+    The feeds also split over two shards (test_s3_lake runs two): the hash depends on the server's port,
+    and for about 1 port in 25 all six feeds fell in one half, leaving a shard nothing to do."""
+    choices = (pick_feeds(server, 2, prefix) for prefix in "fghijk")
+    site = Site(feeds=next((feeds for feeds in choices if _split_in_two(feeds)), pick_feeds(server, 2, "f")))
     f = site.feeds
     shared_text = words(1) + ["zorglub"]
     shared = add_article(server, site, f[1][0], "/a/shared.html", "Shared", shared_text, 6)
