@@ -20,6 +20,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from flows.deathsig import PARENT_VARIABLE
 
@@ -49,6 +50,12 @@ def compact_in_child(database: Path, memory_limit: str, shared=None) -> int:
         raise CompactionFailed(f"the compaction process died with signal {-done.returncode}")
     lines = done.stderr.decode(errors="replace").strip().splitlines()
     raise CompactionFailed(lines[-1] if lines else f"the compaction process exited with {done.returncode}")
+
+
+def compactor(settings) -> Callable[[], int]:
+    """What maintain() calls to compact the configured store (one machine's or a shared lake) in a child."""
+    storage = settings.storage
+    return lambda: compact_in_child(settings.database, storage.memory_limit, storage.shared)
 
 
 def _child() -> None:

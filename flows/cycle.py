@@ -31,7 +31,7 @@ from storage.db import commit_retries, write
 from storage.lock import RunInProgress, writer_lock
 
 from flows.alert_feeds import write_alert_feeds
-from flows.compaction import compact_in_child
+from flows.compaction import compactor
 from flows.config import Settings
 from flows.logredact import redacted_logs
 from flows.extraction import extract_page, extraction_pool
@@ -352,10 +352,7 @@ def _maintain(store: Store, settings: Settings, logger, shard: Shard | None, sto
     if shard is not None and store.keys.shared:
         return
     storage = settings.storage
-
-    def compact_elsewhere() -> int:  # a crash in DuckLake's rewrite must not take the finished run down
-        return compact_in_child(settings.database, storage.memory_limit, storage.shared)
-
+    compact_elsewhere = compactor(settings)  # a crash in DuckLake's rewrite must not take the finished run down
     try:
         if store.keys.shared:
             maintain_shared(store.con, store.keys, storage.snapshot_retention_days, compactor=compact_elsewhere)

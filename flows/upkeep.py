@@ -4,7 +4,7 @@ from __future__ import annotations
 from storage.db import open_writer
 from storage.lock import writer_lock
 
-from flows.compaction import compact_in_child
+from flows.compaction import compactor
 from flows.config import Settings
 from flows.maintenance import MaintenanceReport, maintain, maintain_shared
 
@@ -14,10 +14,7 @@ MAINTENANCE_LOCK_WAIT_S = 600
 def run_maintenance(settings: Settings) -> MaintenanceReport | None:
     """Compact and expire now; None when another machine is already doing it (shared catalog)."""
     shared = settings.storage.shared
-
-    def compact_elsewhere() -> int:  # a crash in DuckLake's rewrite ends the child, not this command or flow
-        return compact_in_child(settings.database, settings.storage.memory_limit, shared)
-
+    compact_elsewhere = compactor(settings)  # a crash in DuckLake's rewrite ends the child, not this command or flow
     if shared is None:
         # One machine: wait for a run in flight rather than skip (upkeep is rare and short).
         with writer_lock(settings.database, wait_s=MAINTENANCE_LOCK_WAIT_S):
