@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ingest.dedup import (
-    DedupParams, Link, Member, band_keys, content_hash, normalise_text, plan_links, signature, similarity, tokens,
+    DedupParams, Link, Member, band_keys, content_hash, normalise_text, plan_links, shingle_hashes,
+    shingle_hashes_many, signature, similarity, tokens,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +188,20 @@ def test_signature_is_the_same_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], input=SEED, capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
     assert tuple(int(v) for v in out.strip().split(",")) == signature(SEED, PARAMS)
+
+
+_WORDS = st.text(st.characters(codec="utf-8", exclude_characters=" "), min_size=0, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.lists(_WORDS, min_size=5, max_size=40).map(" ".join), min_size=1, max_size=12),
+       group_bytes=st.sampled_from([1, 40, 300, 256 << 10]))
+def test_shingle_hashes_of_many_texts_at_once_equal_text_by_text(texts, group_bytes):
+    # Stored signatures were made text by text: the batched hashing must give the very same values.
+    flat, offsets = shingle_hashes_many(texts, 5, group_bytes)
+    assert len(offsets) == len(texts) + 1 and int(offsets[-1]) == len(flat)
+    for i, text in enumerate(texts):
+        assert np.array_equal(flat[int(offsets[i]):int(offsets[i + 1])], shingle_hashes(text, 5))
 
 
 def test_signature_shape_and_seed_dependence():
