@@ -44,6 +44,9 @@ IN_FLIGHT = 3  # chunks being prepared while one is written: enough to keep ever
 INDEX_COMMIT_CHUNKS = 20
 INDEX_CACHE_MB = 1024
 SEARCH_HEAP_MB = 256  # the full-text index writer's buffer; it writes a segment each time this fills
+# Full-text indexing costs ~0.9 ms of CPU per article, more than anything else an import does: with a
+# single indexing thread it falls behind and the import ends waiting for it (docs/BENCHMARKS.md).
+SEARCH_THREADS = min(4, os.cpu_count() or 1)
 MAX_EXAMPLES = 10  # bad rows reported with their place in the file
 
 
@@ -120,7 +123,7 @@ def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False
     started = time.monotonic()
     with writer_lock(settings.database, wait_s=0):
         store = open_store(settings.database, settings.dedup, settings.storage.memory_limit, INDEX_CACHE_MB,
-                           search_heap_mb=SEARCH_HEAP_MB)
+                           search_heap_mb=SEARCH_HEAP_MB, search_threads=SEARCH_THREADS)
         run_id = f"import-{uuid.uuid4().hex[:8]}"
         try:
             with transaction(store.con):

@@ -102,8 +102,11 @@ class Store:
 
 
 def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", index_cache_mb: int = 64,
-               shared: SharedCatalog | None = None, run_id: str | None = None, search_heap_mb: int = 64) -> Store:
+               shared: SharedCatalog | None = None, run_id: str | None = None, search_heap_mb: int = 64,
+               search_threads: int = 1) -> Store:
     """Open the store for writing and bring the dedup and search indexes level with the lake.
+
+    search_threads: the full-text index's indexing threads (a bulk import gives it one per core).
 
     With a shared catalog (several writers) there is no local full-text index: see docs/SCALING.md."""
     con = open_writer(database, memory_limit, shared)
@@ -126,20 +129,21 @@ def open_store(database: Path, params: DedupParams, memory_limit: str = "2GB", i
         elif caught_up:
             log.warning("dedup index caught up with %d article(s) stored by an interrupted run", caught_up)
         if shared is None:
-            _open_search(store, database, search_heap_mb)
+            _open_search(store, database, search_heap_mb, search_threads)
     except BaseException:
         store.close()
         raise
     return store
 
 
-def _open_search(store: Store, database: Path, heap_mb: int) -> None:
+def _open_search(store: Store, database: Path, heap_mb: int, threads: int = 1) -> None:
     """Open the full-text index and catch it up with the lake; a damaged one is started over and rebuilt."""
     path = index_path(database)
     try:
-        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb), None
+        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb, threads=threads), None
     except IndexDamaged as exc:
-        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb, start_over=True), exc.reason
+        store.search, damaged = SearchIndex.open_writer(path, heap_mb=heap_mb, threads=threads,
+                                                        start_over=True), exc.reason
     with store.timing_search():
         indexed = index_from(store.con, store.search, store.search.last_seq(), commit_every=100_000)
     if damaged:
