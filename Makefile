@@ -26,7 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/alerts_bench.py
 	$(BIN)/python bench/ingest_bench.py
 
-bench-scale: $(STAMP)   # a million synthetic articles through `newsmon import`, then runs against them (~40 min)
+bench-scale: $(STAMP)   # a million synthetic articles through `newsmon import`, then runs against them (~30 min)
 	$(BIN)/python bench/scale_bench.py
 
 bench-faults: $(STAMP)   # 50 seeded kill -9 trials of a 200-article cycle, each followed by a completing run (~30 min)
