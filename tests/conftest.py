@@ -18,9 +18,12 @@ os.environ.update({
 })
 os.environ.pop("PREFECT_API_URL", None)
 
+from tests import reaper  # noqa: E402
 from tests.loopback import LoopbackHTTPServer, SMTPSink  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# Stops this process's servers and clusters if it dies without tearing its fixtures down (tests/reaper.py).
+_REAPER = reaper.start(REPO)
 FIXTURES = REPO / "tests" / "fixtures"
 SEED_TEXT = (FIXTURES / "seed_article.txt").read_text(encoding="utf-8")
 _LEAKY_VARS = ("NEWSMON_CONFIG", "NEWSMON_DEBUG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",

@@ -14,6 +14,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from tests.reaper import register_cluster
+
 
 def pg_bin() -> Path | None:
     """The newest installed PostgreSQL bin folder, or None."""
@@ -36,6 +38,7 @@ class PostgresCluster:
         self.port = _free_port()
         self.user = "newsmon"
         self._as = []
+        self._registered: Path | None = None
         if os.geteuid() == 0:  # postgres will not run as root
             os.chmod(self.dir, 0o777)
             self._as = ["runuser", "-u", "postgres", "--"]
@@ -50,6 +53,7 @@ class PostgresCluster:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
         # fsync off: a test cluster need not survive a power cut, and syncs cost seconds on a shared disk.
+        self._registered = register_cluster(self.bin / "pg_ctl", self.data, self._as)
         options = f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c full_page_writes=off -c max_connections=200"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
                   "-t", "60", "-o", options, "start")
@@ -60,6 +64,8 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._registered is not None:
+            self._registered.unlink(missing_ok=True)
 
     def conninfo(self, dbname: str = "postgres") -> str:
         """libpq connection string of a database in this cluster."""
