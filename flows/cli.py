@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import re
+import select
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,13 +16,16 @@ from typing import Sequence
 from flows.config import ConfigError, Settings, config_path, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # here, so that a reader gone early is handled below, not at interpreter exit
+        return status
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
@@ -29,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("newsmon: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one readable line; --debug (or NEWSMON_DEBUG=1) shows the traceback
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # Whoever read our output stopped (`newsmon sql … | head`): end quietly, as cat or grep do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_PIPE
         if args.debug:
             raise
         from ingest.redact import redact
@@ -36,6 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())  # DuckDB errors span lines
         print(redact(f"newsmon: error: {text}", getattr(args, "secrets", ())), file=sys.stderr)
         return EXIT_ERROR
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     imp = command("import", cmd_import, "import articles from Parquet or JSON Lines files (.jsonl, .jsonl.gz)")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument("--alerts", action="store_true", help="match imported stories against the alert rules too")
+    imp.add_argument("--wait", type=_seconds, default=600.0,
+                     help="wait this many seconds for a run writing the store to finish (default 600; 0: no wait)")
     command("feeds", cmd_feeds, "print feed health: last success, failures, last error, articles in 7 days")
     alerts = command("alerts", cmd_alerts, "list recent alert hits and their delivery status")
     alerts.add_argument("--limit", type=int, default=50)
@@ -302,8 +322,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such file: {', '.join(missing)}")
-    with terminal_progress("rows") as progress:
-        summary = import_files(settings, args.files, alerts=args.alerts, progress=progress)
+    from storage.lock import RunInProgress
+
+    try:
+        with terminal_progress("rows") as progress:
+            summary = import_files(settings, args.files, alerts=args.alerts, progress=progress, wait_s=args.wait)
+    except RunInProgress as exc:
+        print(f"newsmon: import: nothing imported, {exc} (waited {args.wait:g}s, --wait)", file=sys.stderr)
+        return EXIT_ERROR
     for line in summary.lines():
         print(line)
     return EXIT_ERROR if summary.failed_files else EXIT_OK

@@ -87,7 +87,7 @@ FETCH_RANGES: dict[str, tuple[float, float]] = {
 CHANNEL_RANGES: dict[str, tuple[float, float]] = {
     "timeout_s": (0.1, 300), "retries": (0, 10), "max_attempts": (1, 1000), "smtp_port": (1, 65535),
 }
-DEDUP_RANGES: dict[str, tuple[float, float]] = {"shingle": (1, 20), "min_words": (0, 100_000),
+DEDUP_RANGES: dict[str, tuple[float, float]] = {"shingle": (1, 20), "min_words": (1, 100_000),
                                                 "near_window_days": (1, 3650)}
 # Each worker holds a parsed page and trafilatura (about 60-100 MB): more than this is a typo, not a machine.
 MAX_EXTRACT_WORKERS = 64
@@ -368,6 +368,9 @@ class _Reader:
         window = self.number(table, "dedup.near_window_days", "near_window_days", int, None,
                              DEDUP_RANGES["near_window_days"])
         given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words, "near_window_days": window}
+        effective_shingle = shingle if shingle is not None else DedupParams.shingle
+        if min_words is not None and min_words < effective_shingle:  # shorter than one shingle: no signature
+            raise self.fail("dedup.min_words", f"min_words ({min_words}) must be at least shingle ({effective_shingle})")
         try:
             return DedupParams(**{k: v for k, v in given.items() if v is not None})
         except ValueError as exc:

@@ -117,11 +117,15 @@ def prepare_records(chunk: Chunk, params: DedupParams, imported_at: datetime) ->
 
 
 def import_files(settings: Settings, paths: Sequence[Path], alerts: bool = False, progress=None,
-                 workers: int | None = None) -> ImportSummary:
-    """Import every file into the store (holding the writer lock); bad rows and files are reported, not fatal."""
+                 workers: int | None = None, wait_s: float = 0.0) -> ImportSummary:
+    """Import every file into the store (holding the writer lock); bad rows and files are reported, not fatal.
+
+    A run writing the store is waited for, up to wait_s seconds (then RunInProgress, nothing imported):
+    unlike a scheduled run, an import is asked for once and is not repeated by a later one."""
     summary = ImportSummary()
     started = time.monotonic()
-    with writer_lock(settings.database, wait_s=0):
+    on_wait = lambda holder: log.warning("import: waiting up to %gs: %s", wait_s, holder)  # noqa: E731
+    with writer_lock(settings.database, wait_s=wait_s, on_wait=on_wait):
         store = open_store(settings.database, settings.dedup, settings.storage.memory_limit, INDEX_CACHE_MB,
                            search_heap_mb=SEARCH_HEAP_MB, search_threads=SEARCH_THREADS)
         run_id = f"import-{uuid.uuid4().hex[:8]}"

@@ -11,10 +11,12 @@ from pathlib import Path
 __all__ = ["connect"]
 
 
-def connect(config: str | Path = "newsmon.toml"):
-    """A read-only DuckDB connection with the store of `config` attached as `newsmon` and in use."""
-    from flows.config import load_settings
+def connect(config: str | Path | None = None):
+    """A read-only DuckDB connection with the store of `config` attached as `newsmon` and in use.
+
+    Without `config`, the same file as the CLI: $NEWSMON_CONFIG, else ./newsmon.toml."""
+    from flows.config import config_path, load_settings
     from storage.db import open_reader
 
-    settings = load_settings(Path(config))
+    settings = load_settings(config_path(str(config) if config is not None else None))
     return open_reader(settings.database, settings.storage.memory_limit, settings.storage.shared)

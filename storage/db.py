@@ -451,7 +451,8 @@ def _read_only_sql(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryRefused("empty query")
     for kind in kinds:
         if kind not in _READ_STATEMENTS:
-            raise QueryRefused(f"only SELECT queries are allowed here, not {kind.name} "
+            name = "INSTALL/LOAD" if kind == duckdb.StatementType.LOAD else kind.name  # DuckDB types INSTALL as LOAD
+            raise QueryRefused(f"only SELECT queries are allowed here, not {name} "
                                "(`newsmon export` writes a query's result to a file)")
 
 

@@ -10,7 +10,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .db import store_dir
 
@@ -25,21 +25,28 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def writer_lock(database: Path, wait_s: float = 0.0) -> Iterator[None]:
-    """Hold the database's writer lock; wait up to wait_s for it, then raise RunInProgress."""
+def writer_lock(database: Path, wait_s: float = 0.0,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the database's writer lock; wait up to wait_s for it, then raise RunInProgress.
+
+    `on_wait` is told once, with who holds the lock, when the lock is taken and wait_s > 0."""
     path = lock_path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + wait_s
+        told = False
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                handle.seek(0)
+                holder = f"another newsmon run (pid {handle.read().strip() or 'unknown'}) is writing {store_dir(database)}"
                 if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
-                    raise RunInProgress(f"another newsmon run (pid {holder}) is writing {store_dir(database)}") from None
+                    raise RunInProgress(holder) from None
+                if on_wait is not None and not told:
+                    on_wait(holder)
+                    told = True
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()

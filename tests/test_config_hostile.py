@@ -118,6 +118,8 @@ def test_database_in_a_read_only_folder_is_a_config_error(tmp_path, capsys):
     ("[fetch]\nmax_redirects = 1000", "fetch.max_redirects", "between 0 and 20"),
     ("[dedup]\nnear_threshold = nan", "dedup.near_threshold", "(0, 1]"),
     ("[dedup]\nshingle = 100000", "dedup.shingle", "between 1 and 20"),
+    ("[dedup]\nmin_words = 4", "dedup.min_words", "min_words (4) must be at least shingle (5)"),
+    ("[dedup]\nshingle = 12\nmin_words = 10", "dedup.min_words", "at least shingle (12)"),
 ])
 def test_non_finite_and_absurd_numbers_are_refused(tmp_path, capsys, line, key, problem):
     path = config(tmp_path, "[storage]", f"{line}\n[storage]")

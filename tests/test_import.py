@@ -118,6 +118,35 @@ def test_cli_import_prints_a_summary_and_imports_alerts_only_when_asked(tmp_path
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr
 
 
+def test_import_waits_for_a_run_writing_the_store_or_imports_nothing(tmp_path):
+    cfg = config(tmp_path)
+    path = write_jsonl(tmp_path / "in.jsonl", [{"url": f"https://x.example/{i}", "text": text(i)} for i in range(5)])
+    holder_code = ("import sys, time; from pathlib import Path; from storage.lock import writer_lock\n"
+                   "with writer_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(db(tmp_path))], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        refused = subprocess.run([NEWSMON, "import", "--config", str(cfg), "--wait", "0", str(path)],
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "nothing imported" in refused.stderr and f"pid {holder.pid}" in refused.stderr
+        waiting = subprocess.Popen([NEWSMON, "import", "--config", str(cfg), "--wait", "120", str(path)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "waiting up to 120s" in waiting.stderr.readline()
+            holder.kill()  # the run ends (here: dies); the kernel frees its lock
+            out, err = waiting.communicate(timeout=300)
+        finally:
+            waiting.kill()
+        assert waiting.returncode == 0, err
+        assert "5 new (0 of them duplicates)" in out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert query(db(tmp_path), "SELECT count(*) FROM articles") == [(5,)]
+
+
 def test_import_killed_midway_then_run_again_adds_nothing_twice(tmp_path):
     cfg = config(tmp_path)
     count = 8_000  # four chunks: the kill lands after the first commit and before the last

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,11 @@ def test_sql_formats_and_the_library_connection(tmp_path):
              "print(con.sql(\"SELECT current_setting('enable_progress_bar')\").fetchone()[0])")
     progress = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=120)
     assert progress.stdout.strip() == "False", progress.stdout + progress.stderr
+    # Without an argument, the CLI's default config: $NEWSMON_CONFIG (here from another folder).
+    default = subprocess.run([sys.executable, "-c", "import newsmon; print(newsmon.connect().sql("
+                              "'SELECT count(*) FROM articles').fetchone()[0])"], capture_output=True, text=True,
+                             timeout=120, cwd=FIXTURES, env={**os.environ, "NEWSMON_CONFIG": str(config)})
+    assert default.stdout.strip() == "3", default.stdout + default.stderr
     import newsmon
 
     con = newsmon.connect(config)
@@ -140,6 +146,34 @@ def test_sql_formats_and_the_library_connection(tmp_path):
             assert "read-only" in str(exc).lower() or "read only" in str(exc).lower()
     finally:
         con.close()
+
+
+def test_sql_json_and_csv_hold_every_duckdb_type_and_stop_quietly_when_the_reader_goes(tmp_path):
+    config = tmp_path / "newsmon.toml"
+    config.write_text('[storage]\ndatabase = "s.duckdb"\n', encoding="utf-8")
+    import_files(load_settings(config), [write_jsonl(tmp_path / "a.jsonl", [{"url": "https://a.example/1",
+                                                                            "text": text(1)}])], workers=1)
+    sql = ("SELECT INTERVAL '1 day 1 hour 2 minutes 3.5 seconds' AS span, -INTERVAL 5 MINUTE AS back, "
+           "'NaN'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, [1.5, 'nan'::DOUBLE] AS list, "
+           "{'gap': INTERVAL 3 DAY} AS struct, 1.25::DECIMAL(4, 2) AS dec, '\\x01\\xff'::BLOB AS blob, "
+           "'00000000-0000-0000-0000-000000000001'::UUID AS id, true AS yes")
+    out = subprocess.run([NEWSMON, "sql", "--config", str(config), "--format", "json", sql], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"span": "P1DT1H2M3.5S", "back": "-PT5M", "nan": None, "inf": None,
+                                       "list": [1.5, None], "struct": {"gap": "P3D"}, "dec": 1.25, "blob": "01ff",
+                                       "id": "00000000-0000-0000-0000-000000000001", "yes": True}]
+    csv_out = subprocess.run([NEWSMON, "sql", "--config", str(config), "--format", "csv", sql], capture_output=True,
+                             text=True, timeout=120)
+    assert csv_out.returncode == 0, csv_out.stderr
+    assert csv_out.stdout.splitlines()[1].startswith("P1DT1H2M3.5S,-PT5M,nan,inf,")
+    # `newsmon sql … | head -1`: the reader goes after one line; newsmon stops without an error line.
+    reader = subprocess.Popen([NEWSMON, "sql", "--config", str(config), "--format", "csv",
+                               "SELECT range AS n FROM range(500000)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.readline() == b"n\n"
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=120)
+    assert reader.returncode == 141 and err == b"", err
 
 
 def test_maintenance_keeps_the_file_count_flat(tmp_path):
