@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shlex
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -94,6 +96,7 @@ def run_demo(database: Path, run_and_report: Callable[[Settings], int]) -> int:
     modules do not import each other)."""
     # The site's port changes every time, so start from a clean store.
     shutil.rmtree(store_dir(database), ignore_errors=True)
+    database.parent.mkdir(parents=True, exist_ok=True)
     config_file = database.with_suffix(".toml")
     with FixtureSite() as site, WebhookReceiver(DEMO_SECRET) as hook:
         config_file.write_text(demo_config(site, hook, database), encoding="utf-8")
@@ -105,5 +108,17 @@ def run_demo(database: Path, run_and_report: Callable[[Settings], int]) -> int:
         print(f"  [{payload.get('alert')}] {payload.get('article', {}).get('title')}")
     print("\nTry these (read-only, on the last committed snapshot):")
     for query in EXAMPLE_QUERIES:
-        print(f'  .venv/bin/newsmon sql --config {config_file} "{query}"')
+        print(f'  {own_command()} sql --config {shlex.quote(str(config_file))} "{query}"')
     return status
+
+
+def own_command(argv0: str | None = None) -> str:
+    """How to call this newsmon again from the current folder: `newsmon` when that is the one on PATH,
+    else the path it was started by (`.venv/bin/newsmon`), else `python -m flows.cli`."""
+    started_as = Path(argv0 if argv0 is not None else sys.argv[0])
+    if started_as.name != "newsmon" or not started_as.is_file():
+        return f"{shlex.quote(sys.executable)} -m flows.cli"
+    on_path = shutil.which("newsmon")
+    if on_path and Path(on_path).resolve() == started_as.resolve():
+        return "newsmon"
+    return shlex.quote(str(started_as))

@@ -33,3 +33,18 @@ def test_cli_and_demo_do_not_import_each_other():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert "flows.cli" not in imported
+
+
+def test_demo_into_a_new_folder_prints_lines_that_work_as_written_from_where_it_ran(tmp_path):
+    newsmon = os.path.join(os.path.dirname(sys.executable), "newsmon")
+    env = {k: v for k, v in os.environ.items() if k != "NEWSMON_CONFIG"}
+    done = subprocess.run([newsmon, "demo", "--database", "sub/dir/x.duckdb"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sub" / "dir" / "x.toml").is_file() and (tmp_path / "sub" / "dir" / "x.lake").is_dir()
+    tries = done.stdout.split("Try these", 1)[1].splitlines()[1:]
+    assert len(tries) == 3 and all(line.startswith(f"  {newsmon} sql --config sub/dir/x.toml ") for line in tries)
+    for line in tries:  # pasted into a shell in the same folder
+        ran = subprocess.run(line.strip(), shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env=env)
+        assert ran.returncode == 0 and "(0 rows)" not in ran.stdout, line + ran.stderr
