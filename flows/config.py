@@ -21,7 +21,7 @@ from cronsim import CronSim, CronSimError
 
 from alerts.channels import DIGEST, IMMEDIATE, AppriseChannel, Channel, EmailChannel, WebhookChannel
 from alerts.query import QueryError, Rule, parse
-from ingest.dedup import DedupParams
+from ingest.dedup import DedupParams, InvalidDedupParam
 from ingest.models import FetchPolicy
 from storage.shared import S3Access, SharedCatalog
 
@@ -368,13 +368,10 @@ class _Reader:
         window = self.number(table, "dedup.near_window_days", "near_window_days", int, None,
                              DEDUP_RANGES["near_window_days"])
         given = {"near_threshold": threshold, "shingle": shingle, "min_words": min_words, "near_window_days": window}
-        effective_shingle = shingle if shingle is not None else DedupParams.shingle
-        if min_words is not None and min_words < effective_shingle:  # shorter than one shingle: no signature
-            raise self.fail("dedup.min_words", f"min_words ({min_words}) must be at least shingle ({effective_shingle})")
         try:
             return DedupParams(**{k: v for k, v in given.items() if v is not None})
-        except ValueError as exc:
-            raise self.fail("dedup", str(exc)) from None
+        except InvalidDedupParam as exc:
+            raise self.fail(f"dedup.{exc.field}", exc.problem) from None
 
     def feed(self, table: dict, i: int) -> FeedConfig:
         where = f"feeds[{i}]"

@@ -112,10 +112,10 @@ def run_demo(database: Path, run_and_report: Callable[[Settings], int]) -> int:
     return status
 
 
-def own_command(argv0: str | None = None) -> str:
+def own_command() -> str:
     """How to call this newsmon again from the current folder: `newsmon` when that is the one on PATH,
     else the path it was started by (`.venv/bin/newsmon`), else `python -m flows.cli`."""
-    started_as = Path(argv0 if argv0 is not None else sys.argv[0])
+    started_as = Path(sys.argv[0])
     if started_as.name != "newsmon" or not started_as.is_file():
         return f"{shlex.quote(sys.executable)} -m flows.cli"
     on_path = shutil.which("newsmon")

@@ -81,6 +81,14 @@ def hash_key(content_hash_hex: str) -> int:
     return int.from_bytes(bytes.fromhex(content_hash_hex[:16]), "big", signed=True)
 
 
+class InvalidDedupParam(ValueError):
+    """A near-duplicate setting out of range; `field` names it (so a config error can name its key)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
 @dataclass(frozen=True)
 class DedupParams:
     """Near-duplicate settings; bands x rows must fit in num_perm (see docs/DEDUP.md for the measurements)."""
@@ -96,13 +104,16 @@ class DedupParams:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.near_threshold <= 1.0:
-            raise ValueError(f"near_threshold must be in (0, 1], got {self.near_threshold}")
-        if self.shingle < 1 or self.min_words < self.shingle:
-            raise ValueError("shingle must be >= 1 and min_words >= shingle")
+            raise InvalidDedupParam("near_threshold", f"must be in (0, 1], got {self.near_threshold}")
+        if self.shingle < 1:
+            raise InvalidDedupParam("shingle", f"must be >= 1, got {self.shingle}")
+        if self.min_words < self.shingle:  # a text shorter than one shingle has no signature
+            raise InvalidDedupParam("min_words", f"min_words ({self.min_words}) must be at least shingle ({self.shingle})")
         if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows ({self.bands}*{self.rows}) must be between 1 and num_perm ({self.num_perm})")
+            raise InvalidDedupParam("bands", f"bands*rows ({self.bands}*{self.rows}) must be between 1 and "
+                                             f"num_perm ({self.num_perm})")
         if not 1 <= self.near_window_days <= 3650:
-            raise ValueError(f"near_window_days must be between 1 and 3650, got {self.near_window_days}")
+            raise InvalidDedupParam("near_window_days", f"must be between 1 and 3650, got {self.near_window_days}")
 
     @property
     def key_layout(self) -> int:

@@ -34,19 +34,17 @@ def writer_lock(database: Path, wait_s: float = 0.0,
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + wait_s
-        told = False
+        attempts = 0
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                handle.seek(0)
-                holder = f"another newsmon run (pid {handle.read().strip() or 'unknown'}) is writing {store_dir(database)}"
+                attempts += 1
                 if time.monotonic() >= deadline:
-                    raise RunInProgress(holder) from None
-                if on_wait is not None and not told:
-                    on_wait(holder)
-                    told = True
+                    raise RunInProgress(_holder(handle, database)) from None
+                if attempts == 1 and on_wait is not None:
+                    on_wait(_holder(handle, database))
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()
@@ -56,3 +54,8 @@ def writer_lock(database: Path, wait_s: float = 0.0,
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _holder(handle, database: Path) -> str:
+    handle.seek(0)
+    return f"another newsmon run (pid {handle.read().strip() or 'unknown'}) is writing {store_dir(database)}"
